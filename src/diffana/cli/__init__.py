@@ -1,0 +1,49 @@
+"""The ``diffana`` command.
+
+Each module in this package that defines ``register(subparsers)`` adds its own
+sub-commands; ``main`` discovers them, so a new command is a new module and nothing
+else changes. A sub-command's parser sets ``func`` (called with the parsed
+arguments, returning an exit code).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+
+class CommandError(Exception):
+    """An error a user can act on: printed as one line, exit code 2, no traceback."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="diffana",
+        description="Differentiable, end-to-end physics analysis in JAX.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 1
+    try:
+        return int(args.func(args) or 0)
+    except CommandError as error:
+        print(f"diffana {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from diffana.cli import main
+
+sys.exit(main())
