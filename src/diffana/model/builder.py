@@ -1,0 +1,415 @@
+"""Turn a pyhf model spec into a :class:`~diffana.model.Model`.
+
+Validation happens here, with messages that name the channel, sample and modifier at
+fault. Checks on values (NaN, negative yields) run when the templates are concrete;
+inside ``jit`` they are tracers and cannot be inspected.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from typing import Any, Mapping, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from diffana.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
+from diffana.model.model import (
+    MODIFIER_TYPES,
+    PER_BIN_TYPES,
+    InvalidModel,
+    ModelConfig,
+    ParameterSet,
+    _as_float_array,
+    _check_non_negative,
+    _is_concrete,
+    _Structure,
+)
+
+# Modifier types that may share one parameter under the same name (both are
+# Gaussian-constrained, start at 0 and live in [-5, 5]), as in HistFactory.
+_SHAREABLE = {frozenset({"normsys", "histosys"})}
+_TYPE_RANK = {kind: rank for rank, kind in enumerate(MODIFIER_TYPES)}
+
+
+def _where(channel, sample=None, modifier=None):
+    text = f"channel {channel!r}"
+    if sample is not None:
+        text += f", sample {sample!r}"
+    if modifier is not None:
+        text += f", modifier {modifier!r}"
+    return text
+
+
+def _parse_channels(spec):
+    if not isinstance(spec, Mapping):
+        raise InvalidModel(f"a model spec must be a mapping with a 'channels' list, got {type(spec).__name__}")
+    channels = spec.get("channels")
+    if not isinstance(channels, (list, tuple)) or not channels:
+        raise InvalidModel("the model spec needs a non-empty 'channels' list")
+    parsed = {}
+    for channel in channels:
+        if not isinstance(channel, Mapping) or "name" not in channel:
+            raise InvalidModel(f"each channel needs a 'name' and 'samples', got {channel!r:.80}")
+        name = channel["name"]
+        if name in parsed:
+            raise InvalidModel(f"channel {name!r} is defined twice")
+        samples = channel.get("samples")
+        if not isinstance(samples, (list, tuple)) or not samples:
+            raise InvalidModel(f"{_where(name)} has no samples")
+        parsed_samples = {}
+        nbins = None
+        for sample in samples:
+            if not isinstance(sample, Mapping) or "name" not in sample or "data" not in sample:
+                raise InvalidModel(f"{_where(name)}: each sample needs 'name' and 'data'")
+            sname = sample["name"]
+            if sname in parsed_samples:
+                raise InvalidModel(f"{_where(name, sname)} is defined twice")
+            data = _as_float_array(sample["data"], f"{_where(name, sname)} data")
+            _check_non_negative(data, f"{_where(name, sname)} data")
+            if nbins is None:
+                nbins = data.shape[0]
+            elif data.shape[0] != nbins:
+                raise InvalidModel(
+                    f"{_where(name, sname)} has {data.shape[0]} bins, but other samples of the channel have {nbins}"
+                )
+            modifiers = sample.get("modifiers", [])
+            if not isinstance(modifiers, (list, tuple)):
+                raise InvalidModel(f"{_where(name, sname)}: 'modifiers' must be a list")
+            parsed_samples[sname] = (data, list(modifiers))
+        if nbins == 0:
+            raise InvalidModel(f"{_where(name)} has no bins")
+        parsed[name] = (nbins, parsed_samples)
+    return OrderedDict(sorted(parsed.items()))
+
+
+def _parse_modifier(modifier, channel, sample, nbins):
+    if not isinstance(modifier, Mapping) or "name" not in modifier or "type" not in modifier:
+        raise InvalidModel(f"{_where(channel, sample)}: each modifier needs 'name' and 'type', got {modifier!r:.80}")
+    name, kind = modifier["name"], modifier["type"]
+    where = _where(channel, sample, name)
+    if kind not in MODIFIER_TYPES:
+        raise InvalidModel(f"{where}: unknown modifier type {kind!r}; known types are {', '.join(MODIFIER_TYPES)}")
+    data = modifier.get("data")
+    if kind == "normsys":
+        if not isinstance(data, Mapping) or "hi" not in data or "lo" not in data:
+            raise InvalidModel(f"{where}: normsys data must be {{'hi': factor, 'lo': factor}}")
+        hi, lo = data["hi"], data["lo"]
+        for label, value in (("hi", hi), ("lo", lo)):
+            if _is_concrete(value) and not (np.isfinite(value) and float(value) > 0):
+                raise InvalidModel(f"{where}: normsys '{label}' factor must be positive and finite, got {value}")
+        data = (jnp.asarray(hi, jnp.float64), jnp.asarray(lo, jnp.float64))
+    elif kind == "histosys":
+        if not isinstance(data, Mapping) or "hi_data" not in data or "lo_data" not in data:
+            raise InvalidModel(f"{where}: histosys data must be {{'hi_data': [...], 'lo_data': [...]}}")
+        hi = _as_float_array(data["hi_data"], f"{where} hi_data")
+        lo = _as_float_array(data["lo_data"], f"{where} lo_data")
+        for label, array in (("hi_data", hi), ("lo_data", lo)):
+            if array.shape[0] != nbins:
+                raise InvalidModel(f"{where}: {label} has {array.shape[0]} bins, the channel has {nbins}")
+        data = (hi, lo)
+    elif kind in ("shapesys", "staterror"):
+        data = _as_float_array(data, f"{where} data")
+        if data.shape[0] != nbins:
+            raise InvalidModel(f"{where}: {kind} data has {data.shape[0]} bins, the channel has {nbins}")
+        _check_non_negative(data, f"{where} {kind} uncertainties")
+    else:
+        data = None
+    return name, kind, data
+
+
+def _user_configs(parameters):
+    configs = {}
+    for config in parameters or ():
+        if not isinstance(config, Mapping) or "name" not in config:
+            raise InvalidModel(f"each parameter configuration needs a 'name', got {config!r:.80}")
+        if config["name"] in configs:
+            raise InvalidModel(f"parameter {config['name']!r} is configured twice")
+        configs[config["name"]] = config
+    return configs
+
+
+def build_model(cls, spec, *, poi_name, parameters, normsys_interp, histosys_interp):
+    if normsys_interp not in NORMSYS_CODES:
+        raise InvalidModel(f"normsys_interp must be one of {NORMSYS_CODES}, got {normsys_interp!r}")
+    if histosys_interp not in HISTOSYS_CODES:
+        raise InvalidModel(f"histosys_interp must be one of {HISTOSYS_CODES}, got {histosys_interp!r}")
+    channels = _parse_channels(spec)
+    channel_names = list(channels)
+    channel_nbins = [channels[c][0] for c in channel_names]
+    offsets = dict(zip(channel_names, np.cumsum([0] + channel_nbins[:-1]).tolist()))
+    n_bins = int(sum(channel_nbins))
+    sample_names = sorted({s for c in channel_names for s in channels[c][1]})
+    sample_index = {s: i for i, s in enumerate(sample_names)}
+    n_samples = len(sample_names)
+
+    # Nominal yields (S, B): zero where a sample does not appear in a channel.
+    rows = []
+    for s in sample_names:
+        pieces = [
+            channels[c][1][s][0] if s in channels[c][1] else jnp.zeros(channels[c][0], jnp.float64)
+            for c in channel_names
+        ]
+        rows.append(jnp.concatenate(pieces))
+    nominal = jnp.stack(rows)
+
+    # Collect modifier instances in pyhf's iteration order.
+    instances = []  # (name, kind, channel, sample, data)
+    kinds_of = OrderedDict()  # name -> set of kinds
+    first_seen = {}  # (kind, name) -> order of first appearance
+    for c in channel_names:
+        nbins, samples = channels[c]
+        for s in sorted(samples):
+            parsed = [_parse_modifier(m, c, s, nbins) for m in samples[s][1]]
+            seen_here = set()
+            for name, kind, data in sorted(parsed, key=lambda item: item[0]):
+                if (name, kind) in seen_here:
+                    raise InvalidModel(f"{_where(c, s, name)}: the {kind} modifier is listed twice on this sample")
+                seen_here.add((name, kind))
+                kinds = kinds_of.setdefault(name, set())
+                kinds.add(kind)
+                if len(kinds) > 1 and frozenset(kinds) not in _SHAREABLE:
+                    raise InvalidModel(
+                        f"{_where(c, s, name)}: the name {name!r} is used by modifiers of types "
+                        f"{sorted(kinds)}, which cannot share a parameter"
+                    )
+                first_seen.setdefault((kind, name), len(first_seen))
+                instances.append((name, kind, c, s, data))
+
+    # Parameter sets, ordered as pyhf does.
+    def order_key(name):
+        kinds = kinds_of[name]
+        kind = min(kinds, key=_TYPE_RANK.get)
+        return (_TYPE_RANK[kind], first_seen[(kind, name)])
+
+    parameter_sets = []
+    for name in sorted(kinds_of, key=order_key):
+        kind = min(kinds_of[name], key=_TYPE_RANK.get)
+        if kind in PER_BIN_TYPES:
+            chans = sorted({c for (n, _, c, _, _) in instances if n == name})
+            if len(chans) > 1:
+                raise InvalidModel(
+                    f"the {kind} modifier {name!r} appears in channels {chans}; a per-bin modifier "
+                    "must belong to one channel"
+                )
+            if kind == "shapesys":
+                samples_with = [s for (n, _, _, s, _) in instances if n == name]
+                if len(samples_with) > 1:
+                    raise InvalidModel(
+                        f"the shapesys modifier {name!r} appears on samples {samples_with}; shapesys "
+                        "parameters are per sample (use staterror to share)"
+                    )
+            parameter_sets.append(ParameterSet(name, kind, channels[chans[0]][0], chans[0]))
+        else:
+            parameter_sets.append(ParameterSet(name, kind, 1, None))
+    slices, start = {}, 0
+    for p in parameter_sets:
+        slices[p.name] = slice(start, start + p.n_parameters)
+        start += p.n_parameters
+    n_pars = start
+    by_name = {p.name: p for p in parameter_sets}
+
+    configs = _user_configs(parameters)
+    for name in configs:
+        if name not in by_name:
+            warnings.warn(f"the measurement configures parameter {name!r}, which no modifier defines; ignored")
+
+    # Per-set numbers: inits, bounds, fixed, constraint widths and auxiliary data.
+    init, lower, upper, fixed = [], [], [], []
+    gaussian_param, gaussian_sigma, gaussian_aux_value = [], [], []
+    poisson_param, poisson_tau = [], []
+    aux_kinds = []  # ("g" | "p", index into the gaussian/poisson lists), in aux order
+
+    def staterror_sigmas(name, channel):
+        nbins = channels[channel][0]
+        members = [(s, d) for (n, k, c, s, d) in instances if n == name and k == "staterror"]
+        nominal_sum = sum(channels[channel][1][s][0] for s, _ in members)
+        safe = jnp.where(nominal_sum > 0, nominal_sum, 1.0)
+        relative = sum(jnp.where(nominal_sum > 0, (d / safe) ** 2, 0.0) for _, d in members)
+        relative = jnp.sqrt(relative) * jnp.ones(nbins)
+        return relative
+
+    for p in parameter_sets:
+        cfg = configs.get(p.name, {})
+        n = p.n_parameters
+
+        def configured(key, default):
+            value = cfg.get(key)
+            if value is None:
+                return default
+            if isinstance(default, list) and len(value) != len(default):
+                raise InvalidModel(
+                    f"parameter {p.name!r}: {len(value)} values for {key!r}, the parameter has {len(default)}"
+                )
+            return value
+
+        if p.kind == "normfactor":
+            p_init, p_bounds, p_fixed = configured("inits", [1.0]), configured("bounds", [[0.0, 10.0]]), [False]
+        elif p.kind == "shapefactor":
+            p_init, p_bounds, p_fixed = configured("inits", [1.0] * n), configured("bounds", [[0.0, 10.0]] * n), [False] * n
+        elif p.kind in ("normsys", "histosys"):
+            p_init, p_bounds, p_fixed = configured("inits", [0.0]), configured("bounds", [[-5.0, 5.0]]), [False]
+            sigma = configured("sigmas", [1.0])
+            gaussian_param.append(slices[p.name].start)
+            gaussian_sigma.append(jnp.asarray(sigma, jnp.float64))
+            gaussian_aux_value.append(jnp.asarray(configured("auxdata", [0.0]), jnp.float64))
+            aux_kinds.append(("g", len(gaussian_param) - 1, 1))
+        elif p.kind == "lumi":
+            if cfg.get("auxdata") is None or cfg.get("sigmas") is None:
+                raise InvalidModel(
+                    f"the lumi modifier {p.name!r} needs a measurement parameter configuration with "
+                    "'auxdata' (the nominal luminosity) and 'sigmas' (its uncertainty)"
+                )
+            aux = configured("auxdata", [1.0])
+            p_init = configured("inits", list(aux))
+            p_bounds = configured("bounds", [[0.0, 10.0 * float(aux[0])]])
+            p_fixed = [False]
+            gaussian_param.append(slices[p.name].start)
+            gaussian_sigma.append(jnp.asarray(configured("sigmas", [1.0]), jnp.float64))
+            gaussian_aux_value.append(jnp.asarray(aux, jnp.float64))
+            aux_kinds.append(("g", len(gaussian_param) - 1, 1))
+        elif p.kind == "staterror":
+            sigmas = staterror_sigmas(p.name, p.channel)
+            zero = sigmas == 0
+            p_init, p_bounds = configured("inits", [1.0] * n), configured("bounds", [[1e-10, 10.0]] * n)
+            p_fixed = zero  # array, possibly traced
+            gaussian_param.append(slices[p.name].start + np.arange(n))
+            gaussian_sigma.append(jnp.where(zero, 1.0, sigmas))
+            gaussian_aux_value.append(jnp.ones(n, jnp.float64))
+            aux_kinds.append(("g", len(gaussian_param) - 1, n))
+        elif p.kind == "shapesys":
+            (c, s, d) = next((c, s, d) for (nm, k, c, s, d) in instances if nm == p.name)
+            nom = channels[c][1][s][0]
+            valid = (nom > 0) & (d > 0)
+            tau = jnp.where(valid, nom**2 / jnp.where(valid, d, 1.0) ** 2, 1.0)
+            p_init, p_bounds = configured("inits", [1.0] * n), configured("bounds", [[1e-10, 10.0]] * n)
+            p_fixed = ~valid
+            poisson_param.append(slices[p.name].start + np.arange(n))
+            poisson_tau.append(tau)
+            aux_kinds.append(("p", len(poisson_param) - 1, n))
+        else:  # pragma: no cover - all kinds handled above
+            raise AssertionError(p.kind)
+        if cfg.get("fixed"):
+            p_fixed = [True] * n
+        init.append(jnp.asarray(p_init, jnp.float64).reshape(n))
+        bounds = jnp.asarray(p_bounds, jnp.float64).reshape(n, 2)
+        lower.append(bounds[:, 0])
+        upper.append(bounds[:, 1])
+        fixed.append(jnp.asarray(p_fixed, bool).reshape(n))
+
+    poi_index = None
+    if poi_name is not None:
+        if poi_name not in by_name:
+            raise InvalidModel(
+                f"the parameter of interest {poi_name!r} is not a parameter of the model; "
+                f"its parameters are {[p.name for p in parameter_sets]}"
+            )
+        if by_name[poi_name].n_parameters != 1:
+            raise InvalidModel(f"the parameter of interest {poi_name!r} has several components; it must be a scalar")
+        poi_index = slices[poi_name].start
+
+    # Auxiliary data layout.
+    gaussian_aux_index, poisson_aux_index, aux_values = [], [], []
+    position = 0
+    g_params = [np.atleast_1d(np.asarray(g)) for g in gaussian_param]
+    p_params = [np.atleast_1d(np.asarray(q)) for q in poisson_param]
+    g_index_chunks, p_index_chunks = [None] * len(g_params), [None] * len(p_params)
+    for kind, k, n in aux_kinds:
+        idx = np.arange(position, position + n)
+        position += n
+        if kind == "g":
+            g_index_chunks[k] = idx
+            aux_values.append(jnp.broadcast_to(gaussian_aux_value[k], (n,)))
+        else:
+            p_index_chunks[k] = idx
+            aux_values.append(poisson_tau[k])
+    n_aux = position
+    gaussian_aux_index = np.concatenate(g_index_chunks) if g_index_chunks else np.zeros(0, int)
+    poisson_aux_index = np.concatenate(p_index_chunks) if p_index_chunks else np.zeros(0, int)
+    gaussian_param_arr = np.concatenate(g_params) if g_params else np.zeros(0, int)
+    poisson_param_arr = np.concatenate(p_params) if p_params else np.zeros(0, int)
+
+    # Multiplicative factors that are parameters themselves: gather table (K, S, B).
+    direct = [[[] for _ in range(n_bins)] for _ in range(n_samples)]
+    normsys_param, normsys_hi, normsys_lo, normsys_masks = [], [], [], []
+    histosys_param, histosys_up, histosys_down, histosys_samples = [], [], [], []
+    for name, kind, c, s, data in instances:
+        si, b0, nb = sample_index[s], offsets[c], channels[c][0]
+        start = slices[name].start
+        if kind in ("normfactor", "lumi"):
+            for b in range(b0, b0 + nb):
+                direct[si][b].append(start)
+        elif kind in PER_BIN_TYPES:
+            for i, b in enumerate(range(b0, b0 + nb)):
+                direct[si][b].append(start + i)
+        elif kind == "normsys":
+            mask = np.zeros((n_samples, n_bins), bool)
+            mask[si, b0 : b0 + nb] = True
+            normsys_param.append(start)
+            normsys_hi.append(data[0])
+            normsys_lo.append(data[1])
+            normsys_masks.append(mask)
+        elif kind == "histosys":
+            nom = channels[c][1][s][0]
+            hi, lo = data
+            pad = (b0, n_bins - b0 - nb)
+            histosys_param.append(start)
+            histosys_up.append(jnp.pad(hi - nom, pad))
+            histosys_down.append(jnp.pad(nom - lo, pad))
+            histosys_samples.append(si)
+    depth = max(1, max(len(cell) for row in direct for cell in row))
+    factor_index = np.full((depth, n_samples, n_bins), n_pars, dtype=np.int64)
+    for si in range(n_samples):
+        for b in range(n_bins):
+            for k, idx in enumerate(direct[si][b]):
+                factor_index[k, si, b] = idx
+    onehot = np.zeros((len(histosys_samples), n_samples))
+    onehot[np.arange(len(histosys_samples)), histosys_samples] = 1.0
+
+    structure = _Structure(
+        channel_names=tuple(channel_names),
+        channel_nbins=tuple(channel_nbins),
+        sample_names=tuple(sample_names),
+        parameter_sets=tuple(parameter_sets),
+        slices_items=tuple((k, (v.start, v.stop)) for k, v in slices.items()),
+        n_parameters=n_pars,
+        n_aux=n_aux,
+        poi_index=poi_index,
+        poi_name=poi_name if poi_index is not None else None,
+        factor_index=factor_index,
+        normsys_param=np.asarray(normsys_param, np.int64),
+        normsys_mask=np.asarray(normsys_masks, bool).reshape(len(normsys_param), n_samples, n_bins),
+        normsys_interp=normsys_interp,
+        histosys_param=np.asarray(histosys_param, np.int64),
+        histosys_sample_onehot=onehot,
+        histosys_interp=histosys_interp,
+        gaussian_param=gaussian_param_arr.astype(np.int64),
+        gaussian_aux_index=gaussian_aux_index.astype(np.int64),
+        poisson_param=poisson_param_arr.astype(np.int64),
+        poisson_aux_index=poisson_aux_index.astype(np.int64),
+    )
+    structure.__dict__["slices"] = slices
+
+    def cat(chunks, dtype=jnp.float64):
+        return jnp.concatenate([jnp.atleast_1d(jnp.asarray(c, dtype)) for c in chunks]) if chunks else jnp.zeros(0, dtype)
+
+    config = ModelConfig(
+        init=cat(init),
+        lower=cat(lower),
+        upper=cat(upper),
+        fixed=cat(fixed, bool),
+        auxdata_values=cat(aux_values),
+        structure=structure,
+    )
+    return cls(
+        nominal=nominal,
+        normsys_hi=cat(normsys_hi),
+        normsys_lo=cat(normsys_lo),
+        histosys_up=jnp.stack(histosys_up) if histosys_up else jnp.zeros((0, n_bins)),
+        histosys_down=jnp.stack(histosys_down) if histosys_down else jnp.zeros((0, n_bins)),
+        gaussian_sigma=cat(gaussian_sigma),
+        poisson_rate_factor=cat(poisson_tau),
+        config=config,
+        structure=structure,
+    )

@@ -1,0 +1,355 @@
+"""The binned statistical model: HistFactory semantics, pyhf-compatible layout.
+
+``Model.from_spec`` takes a pyhf model spec (``{"channels": [...]}``) and builds an
+equinox Module whose leaves are the templates (arrays, possibly JAX tracers) and whose
+static part is the structure (which modifier acts on which sample and bins). Because
+templates are leaves, a model can be rebuilt inside ``jit``/``grad``/``vmap`` from
+yields that depend on parameters.
+
+Layout follows pyhf exactly, so that data vectors and parameter vectors can be passed
+between the two tools unchanged:
+
+- channels and samples are ordered by name; the main data are the channels' bins
+  concatenated in that order;
+- parameters are grouped by modifier type (histosys, lumi, normfactor, normsys,
+  shapefactor, shapesys, staterror), each group in order of first appearance over
+  channels, samples and (name-sorted) modifiers;
+- the auxiliary data follow the constrained parameters in parameter order.
+
+The likelihood is ``prod_bins Poisson(n | nu) * prod_constraints``, with continuous
+Poisson terms (``lgamma``), Gaussian constraints for normsys, histosys, lumi and
+staterror, and Poisson ("Gamma") constraints for shapesys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from diffana.model.interpolation import HISTOSYS, HISTOSYS_CODES, NORMSYS, NORMSYS_CODES
+
+MODIFIER_TYPES = ("histosys", "lumi", "normfactor", "normsys", "shapefactor", "shapesys", "staterror")
+PER_BIN_TYPES = ("shapefactor", "shapesys", "staterror")
+_GAUSSIAN = ("histosys", "lumi", "normsys", "staterror")
+
+
+class InvalidModel(ValueError):
+    """A model specification that cannot describe a valid likelihood."""
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _as_float_array(values, where: str):
+    """Convert template values to a float64 array; NaN and negative yields are rejected
+    when the values are concrete (tracers are checked by ``Model.check`` at run time)."""
+    if isinstance(values, jax.core.Tracer):
+        return values.astype(jnp.float64) if values.ndim == 1 else _bad_shape(where, values.shape)
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as error:
+        raise InvalidModel(f"{where}: expected a list of numbers, got {values!r}") from error
+    if array.ndim != 1:
+        _bad_shape(where, array.shape)
+    if not np.all(np.isfinite(array)):
+        bad = np.flatnonzero(~np.isfinite(array)).tolist()
+        raise InvalidModel(f"{where}: non-finite values (NaN or inf) in bins {bad}")
+    return jnp.asarray(array)
+
+
+def _bad_shape(where, shape):
+    raise InvalidModel(f"{where}: expected a one-dimensional list of bin values, got shape {tuple(shape)}")
+
+
+def _check_non_negative(array, where: str):
+    if _is_concrete(array) and np.any(np.asarray(array) < 0):
+        bad = np.flatnonzero(np.asarray(array) < 0).tolist()
+        raise InvalidModel(f"{where}: negative yields in bins {bad}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ParameterSet:
+    """One named parameter (or one per bin, for shapesys/staterror/shapefactor)."""
+
+    name: str
+    kind: str  # a modifier type
+    n_parameters: int
+    channel: str | None  # per-bin kinds: the channel whose bins they follow
+
+    @property
+    def constrained(self) -> bool:
+        return self.kind not in ("normfactor", "shapefactor")
+
+
+class _Structure:
+    """The static (non-traced) part of a model: index maps and names.
+
+    Hashable by content, so a model can be a static argument and jit caches are
+    shared between models of the same structure.
+    """
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+        self._key = tuple(
+            (k, v.tobytes() + str(v.shape).encode() if isinstance(v, np.ndarray) else v)
+            for k, v in sorted(fields.items())
+        )
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Structure) and self._key == other._key
+
+
+class ModelConfig(eqx.Module):
+    """Parameter bookkeeping, with pyhf's names: ``suggested_init`` and friends."""
+
+    init: jax.Array  # (P,)
+    lower: jax.Array  # (P,)
+    upper: jax.Array  # (P,)
+    fixed: jax.Array  # (P,) bool
+    auxdata_values: jax.Array  # (A,)
+    structure: _Structure = eqx.field(static=True)
+
+    @property
+    def parameters(self) -> list[str]:
+        """Names of the parameter sets, in order."""
+        return [p.name for p in self.structure.parameter_sets]
+
+    @property
+    def par_names(self) -> list[str]:
+        """One label per scalar parameter (``name[i]`` for per-bin sets), as pyhf."""
+        names = []
+        for p in self.structure.parameter_sets:
+            if p.n_parameters == 1 and p.kind not in PER_BIN_TYPES:
+                names.append(p.name)
+            else:
+                names.extend(f"{p.name}[{i}]" for i in range(p.n_parameters))
+        return names
+
+    @property
+    def npars(self) -> int:
+        return int(self.structure.n_parameters)
+
+    @property
+    def poi_index(self) -> int | None:
+        return self.structure.poi_index
+
+    @property
+    def poi_name(self) -> str | None:
+        return self.structure.poi_name
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.structure.channel_names)
+
+    @property
+    def samples(self) -> list[str]:
+        return list(self.structure.sample_names)
+
+    @property
+    def channel_nbins(self) -> dict[str, int]:
+        return dict(zip(self.structure.channel_names, self.structure.channel_nbins))
+
+    @property
+    def nmaindata(self) -> int:
+        return int(sum(self.structure.channel_nbins))
+
+    @property
+    def nauxdata(self) -> int:
+        return int(self.structure.n_aux)
+
+    @property
+    def auxdata(self) -> jax.Array:
+        return self.auxdata_values
+
+    def par_slice(self, name: str) -> slice:
+        try:
+            return self.structure.slices[name]
+        except KeyError:
+            raise KeyError(f"no parameter named {name!r}; the model has {self.parameters}") from None
+
+    def suggested_init(self) -> jax.Array:
+        return self.init
+
+    def suggested_bounds(self) -> jax.Array:
+        return jnp.stack([self.lower, self.upper], axis=-1)
+
+    def suggested_fixed(self) -> jax.Array:
+        return self.fixed
+
+
+class Model(eqx.Module):
+    """A binned HistFactory likelihood.
+
+    Build it with :meth:`Model.from_spec` (or ``diffana.model.load_workspace``).
+    All methods are pure functions of the parameter vector (length
+    ``config.npars``) and, for the likelihood, of the data vector
+    (``config.nmaindata`` main bins followed by ``config.nauxdata`` auxiliary data,
+    as in pyhf).
+    """
+
+    nominal: jax.Array  # (S, B) nominal yields per sample and bin
+    normsys_hi: jax.Array  # (J,) up factors
+    normsys_lo: jax.Array  # (J,) down factors
+    histosys_up: jax.Array  # (H, B) hi - nominal, zero outside the channel
+    histosys_down: jax.Array  # (H, B) nominal - lo
+    gaussian_sigma: jax.Array  # (G,) widths of the Gaussian constraints
+    poisson_rate_factor: jax.Array  # (Q,) tau of the shapesys Poisson constraints
+    config: ModelConfig
+    structure: _Structure = eqx.field(static=True)
+
+    # --- construction -------------------------------------------------------------
+
+    @classmethod
+    def from_spec(
+        cls,
+        spec: Mapping[str, Any],
+        *,
+        poi_name: str | None = "mu",
+        parameters: Sequence[Mapping[str, Any]] = (),
+        normsys_interp: str = "code4",
+        histosys_interp: str = "code4p",
+    ) -> "Model":
+        """Build a model from a pyhf model spec.
+
+        Args:
+            spec: ``{"channels": [{"name", "samples": [{"name", "data", "modifiers"}]}]}``.
+                Sample ``data`` and modifier data may be lists or (traced) JAX arrays of
+                expected event counts per bin.
+            poi_name: name of the parameter of interest (a normfactor, usually the
+                signal strength); ``None`` for a model without one.
+            parameters: measurement parameter configurations, as in a pyhf workspace
+                (``name`` with any of ``inits``, ``bounds``, ``fixed``, ``auxdata``,
+                ``sigmas``); a ``lumi`` modifier needs ``auxdata`` and ``sigmas``.
+            normsys_interp: ``"code4"`` (default, as pyhf) or ``"code1"``.
+            histosys_interp: ``"code4p"`` (default, as pyhf) or ``"code0"``.
+        """
+        from diffana.model.builder import build_model
+
+        return build_model(
+            cls,
+            spec,
+            poi_name=poi_name,
+            parameters=parameters,
+            normsys_interp=normsys_interp,
+            histosys_interp=histosys_interp,
+        )
+
+    # --- expected yields ----------------------------------------------------------
+
+    def _factors(self, pars):
+        """Product of all multiplicative modifiers, shape (S, B)."""
+        s = self.structure
+        extended = jnp.concatenate([pars, jnp.ones((1,), pars.dtype)])
+        direct = jnp.prod(extended[s.factor_index], axis=0)  # normfactor, lumi, per-bin
+        if s.normsys_param.size:
+            interp = NORMSYS[s.normsys_interp]
+            per_modifier = interp(pars[s.normsys_param], self.normsys_hi, self.normsys_lo)  # (J,)
+            factors = jnp.where(s.normsys_mask, per_modifier[:, None, None], 1.0)
+            direct = direct * jnp.prod(factors, axis=0)
+        return direct
+
+    def _shifts(self, pars):
+        """Sum of all additive (histosys) shifts, shape (S, B)."""
+        s = self.structure
+        if not s.histosys_param.size:
+            return jnp.zeros_like(self.nominal)
+        interp = HISTOSYS[s.histosys_interp]
+        alpha = pars[s.histosys_param][:, None]
+        shift = interp(alpha, self.histosys_up, self.histosys_down)  # (H, B)
+        return jnp.einsum("hs,hb->sb", s.histosys_sample_onehot, shift)
+
+    def expected_yields(self, pars) -> jax.Array:
+        """Expected events per sample and bin, shape (n_samples, n_bins)."""
+        pars = jnp.asarray(pars, jnp.float64)
+        return (self.nominal + self._shifts(pars)) * self._factors(pars)
+
+    def expected_actualdata(self, pars) -> jax.Array:
+        """Expected events per bin (all channels concatenated), summed over samples."""
+        return jnp.sum(self.expected_yields(pars), axis=0)
+
+    def expected_auxdata(self, pars) -> jax.Array:
+        """Auxiliary data at which the constraint terms peak for ``pars``."""
+        s = self.structure
+        pars = jnp.asarray(pars, jnp.float64)
+        aux = jnp.zeros(s.n_aux, jnp.float64)
+        aux = aux.at[s.gaussian_aux_index].set(pars[s.gaussian_param])
+        aux = aux.at[s.poisson_aux_index].set(pars[s.poisson_param] * self.poisson_rate_factor)
+        return aux
+
+    def expected_data(self, pars, include_auxdata: bool = True) -> jax.Array:
+        """Main bins followed (by default) by the auxiliary data, as in pyhf."""
+        main = self.expected_actualdata(pars)
+        if not include_auxdata:
+            return main
+        return jnp.concatenate([main, self.expected_auxdata(pars)])
+
+    # --- likelihood ---------------------------------------------------------------
+
+    def mainlogpdf(self, pars, maindata) -> jax.Array:
+        """Sum of the Poisson log-probabilities of the main bins (continuous in n)."""
+        rates = self.expected_actualdata(pars)
+        return jnp.sum(_poisson_logpdf(maindata, rates))
+
+    def constraint_logpdf(self, pars, auxdata) -> jax.Array:
+        """Sum of the constraint terms' log-probabilities."""
+        s = self.structure
+        total = jnp.zeros((), jnp.float64)
+        if s.gaussian_param.size:
+            x = auxdata[s.gaussian_aux_index]
+            z = (x - pars[s.gaussian_param]) / self.gaussian_sigma
+            total += jnp.sum(-0.5 * z**2 - jnp.log(self.gaussian_sigma) - 0.5 * math.log(2 * math.pi))
+        if s.poisson_param.size:
+            x = auxdata[s.poisson_aux_index]
+            total += jnp.sum(_poisson_logpdf(x, pars[s.poisson_param] * self.poisson_rate_factor))
+        return total
+
+    def logpdf(self, pars, data) -> jax.Array:
+        """Log-likelihood of ``data`` (main bins then auxiliary data) at ``pars``."""
+        pars = jnp.asarray(pars, jnp.float64)
+        data = jnp.asarray(data, jnp.float64)
+        n_main = self.config.nmaindata
+        return self.mainlogpdf(pars, data[:n_main]) + self.constraint_logpdf(pars, data[n_main:])
+
+    def twice_nll(self, pars, data) -> jax.Array:
+        """-2 log L, the objective minimised by the fits."""
+        return -2.0 * self.logpdf(pars, data)
+
+    # --- checks -------------------------------------------------------------------
+
+    def check_data(self, data) -> jax.Array:
+        """Validate a data vector's length (and, when concrete, its values)."""
+        data = jnp.asarray(data, jnp.float64)
+        expected = self.config.nmaindata + self.config.nauxdata
+        if data.ndim != 1 or data.shape[0] != expected:
+            raise ValueError(
+                f"data has shape {tuple(data.shape)}, but the model expects {expected} values: "
+                f"{self.config.nmaindata} main bins (channels {self.config.channel_nbins}) "
+                f"followed by {self.config.nauxdata} auxiliary data"
+            )
+        if _is_concrete(data):
+            values = np.asarray(data)
+            if not np.all(np.isfinite(values)):
+                bad = np.flatnonzero(~np.isfinite(values)).tolist()
+                raise ValueError(f"data contain NaN or inf at positions {bad}")
+            if np.any(values[: self.config.nmaindata] < 0):
+                bad = np.flatnonzero(values[: self.config.nmaindata] < 0).tolist()
+                raise ValueError(f"observed counts are negative in main bins {bad}")
+        return data
+
+
+def _poisson_logpdf(n, rate):
+    """Continuous Poisson log-probability, with 0 * log(0) = 0 (empty bins, zero rates)."""
+    safe_rate = jnp.where(rate > 0, rate, 1.0)
+    n_log_rate = jnp.where(n > 0, n * jnp.log(safe_rate), 0.0)
+    n_log_rate = jnp.where((n > 0) & (rate <= 0), -jnp.inf, n_log_rate)
+    return n_log_rate - rate - jax.scipy.special.gammaln(n + 1.0)
