@@ -25,8 +25,13 @@ from __future__ import annotations
 
 from typing import Callable, Literal
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
+
+# imported here, never inside a traced function: the engine creates module-level
+# arrays, which would become leaked tracers if its first import happened under jit
+from diffana import infer
 
 __all__ = [
     "soft_efficiency",
@@ -257,18 +262,25 @@ def expected_upper_limit(model, cl: float = 0.95, band: bool = False) -> Array:
     ``band=True`` returns the (3,) array (−1σ, median, +1σ) instead. Differentiable
     w.r.t. the model's templates (implicit differentiation in the engine).
     """
-    from diffana import infer
-
-    data = infer.asimov_data(model, 0.0)
-    expected = infer.upper_limit(data, model, cl=cl).expected
+    expected = _expected_limits(model, float(cl))
     return expected[1:4] if band else expected[2]
+
+
+@eqx.filter_jit
+def _expected_limits(model, cl):
+    # jitted here so that eager calls (reports, tests) do not run the engine's solver
+    # op by op; inside an outer jit this is inlined
+    return infer.upper_limit(infer.asimov_data(model, 0.0), model, cl=cl).expected
 
 
 def expected_cls(model, poi_value: float = 1.0, test_stat: str = "qtilde") -> Array:
     """Median expected CLs of the hypothesis POI = ``poi_value`` (dimensionless): the
     neos objective. Background-only Asimov data, asymptotic ``test_stat``."""
-    from diffana import infer
+    return _expected_cls(model, jnp.asarray(poi_value, dtype=float), test_stat)
 
+
+@eqx.filter_jit
+def _expected_cls(model, poi_value, test_stat):
     data = infer.asimov_data(model, 0.0)
     return infer.hypotest(poi_value, data, model, test_stat=test_stat).cls_exp[2]
 
