@@ -153,3 +153,22 @@ def test_annealing_schedules():
         soft.exponential_anneal(0.0, 1.0, 10)
     with pytest.raises(ValueError):
         soft.linear_anneal(1.0, 0.0, 0)
+
+
+def test_process_histograms_on_events():
+    from diffana.events import Events
+
+    rng = np.random.default_rng(5)
+    ev = Events.from_samples(
+        {"s": {"o": rng.uniform(0, 1, 50)}, "b": {"o": rng.uniform(0, 1, 80)}},
+        weights={"s": 0.5, "b": 2.0},
+    )
+    sel = jnp.asarray(rng.uniform(0, 1, 130))
+    hard = soft.process_histograms(ev, ev.column("o"), EDGES, selection_weight=sel)
+    assert hard.shape == (2, 4)
+    ref = soft.hard_histogram(ev.column("o"), EDGES, ev.weight * sel * (ev.process == 1))
+    np.testing.assert_allclose(hard[1], ref, rtol=1e-12)
+    kde = soft.process_histograms(ev, ev.column("o"), EDGES, bandwidth=0.05, reflect_infinities=True)
+    np.testing.assert_allclose(kde.sum(axis=1), ev.yields(), rtol=1e-12)
+    with pytest.raises(ValueError, match="values shape"):
+        soft.process_histograms(ev, jnp.ones(3), EDGES)

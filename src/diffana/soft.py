@@ -38,6 +38,7 @@ __all__ = [
     "hard_histograms_by_process",
     "kde_histogram",
     "kde_histograms_by_process",
+    "process_histograms",
     "linear_anneal",
     "exponential_anneal",
     "cosine_anneal",
@@ -253,6 +254,41 @@ def kde_histograms_by_process(
     fractions = _kde_bin_fractions(jnp.asarray(values), edges, bandwidth, reflect_infinities)
     membership = jax.nn.one_hot(process, int(n_processes), dtype=float)
     return (membership * weights[:, None]).T @ fractions
+
+
+def process_histograms(
+    events,
+    values: Array,
+    bin_edges: Array,
+    *,
+    selection_weight: Array | None = None,
+    bandwidth: Array | float | None = None,
+    overflow: Literal["drop", "clip"] = "drop",
+    reflect_infinities: bool = False,
+) -> Array:
+    """Histograms of every process of an :class:`diffana.events.Events`: (P, B) yields.
+
+    ``values``: (N,) binned variable per event (a feature in its unit, or a network
+    output). ``selection_weight``: (N,) soft pass weight multiplying the event weights
+    (default 1). ``bandwidth=None`` uses hard bins (gradient through the weights only,
+    ``overflow`` applies); a bandwidth (unit of ``values``) uses kernel-smoothed bins
+    (gradient through ``values`` too; ``reflect_infinities`` applies). Row ``p`` is
+    process ``events.process_names[p]``. Yields in expected events.
+    """
+    values = jnp.asarray(values)
+    if values.shape != (events.n_events,):
+        raise ValueError(
+            f"process_histograms: values shape {values.shape} != ({events.n_events},) events"
+        )
+    weights = events.weight if selection_weight is None else events.weight * selection_weight
+    if bandwidth is None:
+        return hard_histograms_by_process(
+            values, bin_edges, weights, events.process, events.n_processes, overflow
+        )
+    return kde_histograms_by_process(
+        values, bin_edges, bandwidth, weights, events.process, events.n_processes,
+        reflect_infinities,
+    )
 
 
 # --------------------------------------------------------------------------- annealing
