@@ -1,0 +1,29 @@
+"""Belle II physics for diffana: Lμ−Lτ theory, kinematics and the event generator.
+
+Keep this file a flat list of imports, one per line, grouped by section.
+"""
+
+# theory
+from diffana.physics import constants
+from diffana.physics.phase_space import invariant_mass_squared
+from diffana.physics.phase_space import lorentz_boost
+from diffana.physics.phase_space import minkowski_dot
+from diffana.physics.phase_space import random_rotation_matrices
+from diffana.physics.phase_space import sample_three_body_dalitz
+from diffana.physics.phase_space import sample_three_body_recoil
+from diffana.physics.phase_space import two_body_momentum
+from diffana.physics.theory import beam_four_momenta_cm
+from diffana.physics.theory import branching_fraction_invisible
+from diffana.physics.theory import coupling_upper_limit
+from diffana.physics.theory import g_minus_2_band
+from diffana.physics.theory import muon_g_minus_2_contribution
+from diffana.physics.theory import partial_width_leptons
+from diffana.physics.theory import partial_width_muons
+from diffana.physics.theory import partial_width_neutrinos
+from diffana.physics.theory import partial_width_taus
+from diffana.physics.theory import sample_signal_cm
+from diffana.physics.theory import squared_matrix_element
+from diffana.physics.theory import total_width
+from diffana.physics.theory import zprime_cross_section
+from diffana.physics.theory import zprime_cross_section_mc
+from diffana.physics.theory import zprime_cross_section_table
