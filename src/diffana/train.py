@@ -176,6 +176,23 @@ def _batch(data, key, step, n_events: int, batch_size: int | None):
     return jax.tree_util.tree_map(lambda x: x[idx] if eqx.is_array(x) else x, data)
 
 
+@eqx.filter_jit
+def _train_step(loss_fn, optimizer, static, takes_step, n_events, batch_size,
+                diff, opt_state, data, key, step):
+    """One optimiser step. Module level so that repeated ``train`` calls with the same
+    loss function and optimiser reuse the compiled step (non-array arguments are
+    static, hashed by identity/value)."""
+    batch = _batch(data, key, step, n_events, batch_size)
+
+    def f(d):
+        p = eqx.combine(d, static)
+        return loss_fn(p, batch, step=step) if takes_step else loss_fn(p, batch)
+
+    loss, grads = jax.value_and_grad(f)(diff)
+    updates, new_state = optimizer.update(grads, opt_state, diff)
+    return optax.apply_updates(diff, updates), new_state, loss
+
+
 def _takes_step(fn) -> bool:
     try:
         return "step" in inspect.signature(fn).parameters
@@ -261,17 +278,9 @@ def train(
     opt_state = optimizer.init(diff)
     takes_step = _takes_step(loss_fn)
 
-    @eqx.filter_jit
     def step_fn(diff, opt_state, data, key, step):
-        batch = _batch(data, key, step, n_events, batch_size)
-
-        def f(d):
-            p = eqx.combine(d, static)
-            return loss_fn(p, batch, step=step) if takes_step else loss_fn(p, batch)
-
-        loss, grads = jax.value_and_grad(f)(diff)
-        updates, new_state = optimizer.update(grads, opt_state, diff)
-        return optax.apply_updates(diff, updates), new_state, loss
+        return _train_step(loss_fn, optimizer, static, takes_step, n_events, batch_size,
+                           diff, opt_state, data, key, step)
 
     history = History()
     best_loss, best_step, bad_evals = math.inf, -1, 0
