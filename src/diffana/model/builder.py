@@ -188,7 +188,9 @@ def build_model(cls, spec, *, poi_name, parameters, normsys_interp, histosys_int
         kind = min(kinds_of[name], key=_TYPE_RANK.get)
         if kind in PER_BIN_TYPES:
             chans = sorted({c for (n, _, c, _, _) in instances if n == name})
-            if len(chans) > 1:
+            # A shapefactor may tie channels of equal binning bin by bin (as in pyhf).
+            shared_shapefactor = kind == "shapefactor" and len({channels[c][0] for c in chans}) == 1
+            if len(chans) > 1 and not shared_shapefactor:
                 raise InvalidModel(
                     f"the {kind} modifier {name!r} appears in channels {chans}; a per-bin modifier "
                     "must belong to one channel"

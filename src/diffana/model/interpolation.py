@@ -57,9 +57,12 @@ def normsys_code4(alpha, hi, lo):
 def histosys_code0(alpha, up_shift, down_shift):
     """Piecewise-linear shift: ``up_shift * alpha`` above 0, ``down_shift * alpha`` below.
 
-    ``up_shift = hi - nominal`` and ``down_shift = nominal - lo``.
+    ``up_shift = hi - nominal`` and ``down_shift = nominal - lo``. At the kink
+    (alpha = 0) the value is 0 either way; the derivative is taken from the up side,
+    so that a fit starting at alpha = 0 moves as ROOT's and pyhf's fits do (with
+    two local minima, the start decides which one a fit reaches).
     """
-    return jnp.where(alpha > 0, up_shift * alpha, down_shift * alpha)
+    return jnp.where(alpha >= 0, up_shift * alpha, down_shift * alpha)
 
 
 def histosys_code4p(alpha, up_shift, down_shift):

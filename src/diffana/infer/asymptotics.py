@@ -1,0 +1,296 @@
+"""Profile-likelihood test statistics and asymptotic CLs (Cowan, Cranmer, Gross,
+Vitells, arXiv:1007.1727), with pyhf's conventions.
+
+- ``qtilde``: q̃_μ for an upper limit with the POI bounded below at 0 (default).
+- ``q``: q_μ (the POI bounds are taken as given, like pyhf).
+- ``q0``: the discovery test statistic.
+
+The asymptotic distributions follow pyhf's ``AsymptoticCalculator``: the Asimov data
+set is generated from the fit to the observed data with the POI at 0 (1 for q0); the
+test statistic is expressed in the "delta" form ``sqrt(q) - sqrt(q_A)`` (or
+``(q - q_A) / (2 sqrt(q_A))`` in q̃'s second branch) and compared with unit normals
+shifted by ``-sqrt(q_A)`` (s+b) and 0 (b only).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jax.scipy.special import log_ndtr, ndtr
+
+from diffana.infer.fit import FitResult, _fit_settings, _poi_index, as_arrays, twice_nll_objective
+from diffana.infer.minimize import SolverOptions, minimize
+from diffana.model import Model
+
+TEST_STATISTICS = ("qtilde", "q", "q0")
+BASE_DISTRIBUTIONS = ("normal", "clipped_normal")
+# Expected bands in pyhf's order: from -2 sigma (lowest CLs / limit) to +2 sigma.
+EXPECTED_NSIGMA = jnp.array([2.0, 1.0, 0.0, -1.0, -2.0])
+
+
+def _check_test_stat(test_stat: str, allowed=TEST_STATISTICS):
+    if test_stat not in allowed:
+        raise ValueError(f"test_stat must be one of {allowed}, got {test_stat!r}")
+
+
+def safe_sqrt(x):
+    """sqrt with a finite gradient at 0 (where the test statistic is clipped)."""
+    positive = x > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+
+
+class Prepared(eqx.Module):
+    """Fits shared by every tested POI value: the free fit to the data and the
+    Asimov data set with its best-fit (generating) parameters."""
+
+    model: Model
+    data: jax.Array
+    init: jax.Array
+    lower: jax.Array
+    upper: jax.Array
+    fixed: jax.Array
+    free_fit: FitResult
+    asimov_data: jax.Array
+    asimov_pars: jax.Array
+    asimov_twice_nll: jax.Array  # -2 log L at its own minimum (the generating point)
+    converged: jax.Array
+
+
+def _fixed_fit(poi_value, data, prepared: Prepared, start, options):
+    poi = prepared.model.config.poi_index
+    init = jax.lax.stop_gradient(start).at[poi].set(poi_value)
+    fixed = prepared.fixed.at[poi].set(True)
+    return minimize(
+        twice_nll_objective, (prepared.model, data), init, prepared.lower, prepared.upper, fixed, options
+    )
+
+
+def prepare(
+    data,
+    model: Model,
+    test_stat: str = "qtilde",
+    init_pars=None,
+    par_bounds=None,
+    fixed_params=None,
+    options: SolverOptions = SolverOptions(),
+) -> Prepared:
+    """Run the fits that do not depend on the tested POI value."""
+    _check_test_stat(test_stat)
+    poi = _poi_index(model)
+    data = model.check_data(data)
+    init, lower, upper, fixed = _fit_settings(model, init_pars, par_bounds, fixed_params)
+    free = minimize(twice_nll_objective, (model, data), init, lower, upper, fixed, options)
+    asimov_mu = 1.0 if test_stat == "q0" else 0.0
+    generating = minimize(
+        twice_nll_objective,
+        (model, data),
+        init.at[poi].set(asimov_mu),
+        lower,
+        upper,
+        fixed.at[poi].set(True),
+        options,
+    )
+    asimov = model.expected_data(generating.x)
+    # On Asimov data the likelihood's gradient vanishes at the generating point, which
+    # is therefore the unconditional minimum: no fit needed (and no fit error).
+    asimov_twice_nll = model.twice_nll(generating.x, asimov)
+    return Prepared(
+        model=model,
+        data=data,
+        init=init,
+        lower=lower,
+        upper=upper,
+        fixed=fixed,
+        free_fit=FitResult(free.x, free.value, free.converged, free.iterations),
+        asimov_data=asimov,
+        asimov_pars=generating.x,
+        asimov_twice_nll=asimov_twice_nll,
+        converged=free.converged & generating.converged,
+    )
+
+
+def _clipped_profile_ratio(poi_value, fixed_value, free_value, free_poi, test_stat):
+    """-2 ln lambda, clipped at 0, set to 0 on the side the test statistic ignores."""
+    t = jnp.maximum(fixed_value - free_value, 0.0)
+    if test_stat == "q0":
+        return jnp.where(free_poi < poi_value, 0.0, t)
+    return jnp.where(free_poi > poi_value, 0.0, t)
+
+
+def test_statistic_observed(poi_value, prepared: Prepared, test_stat: str, start=None, options=SolverOptions()):
+    """Observed test statistic at ``poi_value``; returns (value, fixed-POI fit result)."""
+    poi = prepared.model.config.poi_index
+    # Start from the suggested initial values, as pyhf and ROOT do: with non-convex
+    # likelihoods (e.g. piecewise-linear histosys) the start decides the minimum.
+    start = prepared.init if start is None else start
+    conditional = _fixed_fit(poi_value, prepared.data, prepared, start, options)
+    value = _clipped_profile_ratio(
+        poi_value, conditional.value, prepared.free_fit.twice_nll, prepared.free_fit.bestfit[poi], test_stat
+    )
+    return value, conditional
+
+
+def test_statistic_asimov(poi_value, prepared: Prepared, test_stat: str, start=None, options=SolverOptions()):
+    """Test statistic on the Asimov data set at ``poi_value``; (value, fit result)."""
+    poi = prepared.model.config.poi_index
+    start = prepared.init if start is None else start
+    conditional = _fixed_fit(poi_value, prepared.asimov_data, prepared, start, options)
+    value = _clipped_profile_ratio(
+        poi_value, conditional.value, prepared.asimov_twice_nll, prepared.asimov_pars[poi], test_stat
+    )
+    return value, conditional
+
+
+def delta_test_statistic(q, q_asimov, test_stat: str):
+    """pyhf's asymptotic test statistic in units of the s+b / b-only normal widths."""
+    sqrt_q, sqrt_qa = safe_sqrt(q), safe_sqrt(q_asimov)
+    if test_stat in ("q", "q0"):
+        return sqrt_q - sqrt_qa
+    safe_qa = jnp.where(sqrt_qa > 0, sqrt_qa, 1.0)
+    second_branch = (q - q_asimov) / (2.0 * safe_qa)
+    return jnp.where(sqrt_q <= sqrt_qa, sqrt_q - sqrt_qa, second_branch)
+
+
+def log_cls_from_delta(delta, sqrt_q_asimov, base_distribution="normal"):
+    """(log CLs+b, log CLb, log CLs) for the delta test statistic."""
+    log_clsb = log_ndtr(-(delta + sqrt_q_asimov))
+    log_clb = log_ndtr(-delta)
+    log_cls = log_clsb - log_clb
+    if base_distribution == "clipped_normal":
+        invalid = delta < -sqrt_q_asimov
+        nan = jnp.full_like(log_cls, jnp.nan)
+        log_clsb, log_clb, log_cls = (jnp.where(invalid, nan, v) for v in (log_clsb, log_clb, log_cls))
+    return log_clsb, log_clb, log_cls
+
+
+def expected_delta(nsigma, sqrt_q_asimov, base_distribution="normal"):
+    """Expected delta test statistic of the b-only distribution at ``nsigma``."""
+    if base_distribution == "clipped_normal":
+        return jnp.maximum(nsigma, -sqrt_q_asimov)
+    return nsigma + 0.0 * sqrt_q_asimov
+
+
+class HypotestResult(eqx.Module):
+    """CLs for one tested POI value: observed and the five expected values
+    (−2σ, −1σ, median, +1σ, +2σ), plus CLs+b, CLb and the test statistics.
+
+    With ``test_stat="q0"`` the ``cls_*`` fields hold the discovery p-values
+    (CLs+b), as pyhf's ``hypotest`` returns them."""
+
+    cls_obs: jax.Array
+    cls_exp: jax.Array
+    clsb: jax.Array
+    clb: jax.Array
+    test_statistic: jax.Array
+    test_statistic_asimov: jax.Array
+    converged: jax.Array
+
+
+def hypotest(
+    poi_value,
+    data,
+    model: Model,
+    test_stat: str = "qtilde",
+    init_pars=None,
+    par_bounds=None,
+    fixed_params=None,
+    calc_base_dist: str = "normal",
+    options: SolverOptions = SolverOptions(),
+) -> HypotestResult:
+    """Asymptotic CLs for the hypothesis ``POI = poi_value`` (pyhf's ``hypotest``
+    with ``calctype="asymptotics"``, ``return_expected_set=True``).
+
+    Pure and jit-able; vmap over ``poi_value`` or over models built inside the
+    vmapped function. Differentiable w.r.t. the model's templates and the data.
+    """
+    _check_test_stat(test_stat)
+    if calc_base_dist not in BASE_DISTRIBUTIONS:
+        raise ValueError(f"calc_base_dist must be one of {BASE_DISTRIBUTIONS}, got {calc_base_dist!r}")
+    _poi_index(model)
+    data = model.check_data(data)
+    poi_value = jnp.asarray(poi_value, jnp.float64)
+    return _hypotest(
+        poi_value, data, model, test_stat, *as_arrays(init_pars, par_bounds, fixed_params), calc_base_dist, options
+    )
+
+
+@eqx.filter_jit
+def _hypotest(poi_value, data, model, test_stat, init_pars, par_bounds, fixed_params, calc_base_dist, options):
+    prepared = prepare(data, model, test_stat, init_pars, par_bounds, fixed_params, options)
+    q, fit_obs = test_statistic_observed(poi_value, prepared, test_stat, options=options)
+    q_asimov, fit_asimov = test_statistic_asimov(poi_value, prepared, test_stat, options=options)
+    sqrt_qa = safe_sqrt(q_asimov)
+    delta = delta_test_statistic(q, q_asimov, test_stat)
+    log_clsb, log_clb, log_cls = log_cls_from_delta(delta, sqrt_qa, calc_base_dist)
+    expected = expected_delta(EXPECTED_NSIGMA, sqrt_qa, calc_base_dist)
+    log_clsb_expected, _, log_cls_expected = log_cls_from_delta(expected, sqrt_qa, calc_base_dist)
+    if test_stat == "q0":
+        # As pyhf: for discovery the reported values are the p-values (CLs+b).
+        log_cls, log_cls_expected = log_clsb, log_clsb_expected
+    return HypotestResult(
+        cls_obs=jnp.exp(log_cls),
+        cls_exp=jnp.exp(log_cls_expected),
+        clsb=jnp.exp(log_clsb),
+        clb=jnp.exp(log_clb),
+        test_statistic=q,
+        test_statistic_asimov=q_asimov,
+        converged=prepared.converged & fit_obs.converged & fit_asimov.converged,
+    )
+
+
+def _single_statistic(test_stat):
+    @eqx.filter_jit
+    def compiled(poi_value, data, model, init_pars, par_bounds, fixed_params):
+        prepared = prepare(data, model, test_stat, init_pars, par_bounds, fixed_params)
+        value, _ = test_statistic_observed(poi_value, prepared, test_stat)
+        return value
+
+    def statistic(poi_value, data, model, init_pars=None, par_bounds=None, fixed_params=None):
+        _poi_index(model)
+        data = model.check_data(data)
+        poi_value = jnp.asarray(poi_value, jnp.float64)
+        return compiled(poi_value, data, model, *as_arrays(init_pars, par_bounds, fixed_params))
+
+    return statistic
+
+
+qmu_tilde = _single_statistic("qtilde")
+qmu_tilde.__doc__ = "q̃_μ (arXiv:1007.1727 eq. 16): -2 ln λ̃(μ), 0 where μ̂ > μ; POI bounded at 0."
+qmu = _single_statistic("q")
+qmu.__doc__ = "q_μ (arXiv:1007.1727 eq. 14): -2 ln λ(μ), 0 where μ̂ > μ."
+
+
+def q0(data, model: Model, init_pars=None, par_bounds=None, fixed_params=None):
+    """Discovery test statistic q0 = -2 ln λ(0), 0 where μ̂ < 0."""
+    return _single_statistic("q0")(0.0, data, model, init_pars, par_bounds, fixed_params)
+
+
+class SignificanceResult(eqx.Module):
+    """Discovery significance from q0: observed and median expected (for μ = 1)."""
+
+    observed: jax.Array  # Z = sqrt(q0), in standard deviations
+    expected: jax.Array
+    p_value: jax.Array
+    converged: jax.Array
+
+
+def significance(data, model: Model, init_pars=None, par_bounds=None, fixed_params=None) -> SignificanceResult:
+    """Asymptotic discovery significance Z = √q0 and its expectation under μ = 1."""
+    _poi_index(model)
+    data = model.check_data(data)
+    return _significance(data, model, *as_arrays(init_pars, par_bounds, fixed_params))
+
+
+@eqx.filter_jit
+def _significance(data, model, init_pars, par_bounds, fixed_params):
+    prepared = prepare(data, model, "q0", init_pars, par_bounds, fixed_params)
+    q, fit_obs = test_statistic_observed(jnp.asarray(0.0), prepared, "q0")
+    q_asimov, fit_asimov = test_statistic_asimov(jnp.asarray(0.0), prepared, "q0")
+    z = safe_sqrt(q)
+    return SignificanceResult(
+        observed=z,
+        expected=safe_sqrt(q_asimov),
+        p_value=ndtr(-z),
+        converged=prepared.converged & fit_obs.converged & fit_asimov.converged,
+    )

@@ -1,0 +1,172 @@
+"""Box-constrained Newton minimisation with implicit differentiation.
+
+Likelihood fits in HistFactory have tens of parameters, cheap exact Hessians and
+simple box bounds, so a projected Newton method (Bertsekas 1982) converges in a
+handful of iterations to machine precision — much tighter than quasi-Newton
+methods — and vectorises cleanly under ``vmap`` (every model in a batch runs the
+same fixed-shape iteration).
+
+Gradients of the minimiser ``theta*(args)`` are not obtained by unrolling the
+iterations: a ``custom_vjp`` applies the implicit function theorem at the solution,
+``d theta_free / d x = -H_ff^{-1} d(grad_f)/dx``, where "free" excludes parameters
+that are pinned (held at their start value, e.g. a fixed POI) or sit on an active
+bound. Pinned values and active bounds receive their cotangents directly, so the
+gradient w.r.t. a fixed POI value flows through ``init``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+# Candidate step lengths of the line search, evaluated together (no nested loop, so
+# vmapped fits stay in lock-step).
+_STEPS = 2.0 ** -jnp.arange(12.0)
+_ARMIJO = 1e-4
+
+
+class MinimizeResult(NamedTuple):
+    """Outcome of a minimisation."""
+
+    x: jax.Array  # parameters at the minimum
+    value: jax.Array  # objective at the minimum
+    converged: jax.Array  # bool: projected Newton decrement below tolerance
+    iterations: jax.Array  # int
+
+
+class SolverOptions(NamedTuple):
+    """Static settings of the Newton solver."""
+
+    max_iterations: int = 100
+    # Convergence when the Newton decrement g^T H^-1 g (about twice the distance to
+    # the minimum of the objective) is below this, and the step is tiny.
+    decrement_tolerance: float = 1e-14
+
+
+def _free_mask(x, gradient, lower, upper, pinned):
+    at_lower = (x <= lower) & (gradient > 0)
+    at_upper = (x >= upper) & (gradient < 0)
+    return ~pinned & ~at_lower & ~at_upper
+
+
+def _newton_direction(gradient, hessian, free):
+    """Newton direction on the free subspace, with a safe fallback if H is not PD."""
+    mask2 = free[:, None] & free[None, :]
+    eye = jnp.eye(gradient.shape[0], dtype=gradient.dtype)
+    h = jnp.where(mask2, hessian, eye)
+    g = jnp.where(free, gradient, 0.0)
+    chol = jnp.linalg.cholesky(h)
+    newton = -jax.scipy.linalg.cho_solve((chol, True), g)
+    newton_ok = jnp.all(jnp.isfinite(newton)) & (jnp.dot(g, newton) < 0)
+    # Fallback: gradient step scaled by the (positive part of the) diagonal curvature.
+    diag = jnp.where(free, jnp.abs(jnp.diagonal(hessian)), 1.0)
+    diag = jnp.where(diag > 1e-12, diag, 1.0)
+    scaled_gradient = -g / diag
+    direction = jnp.where(newton_ok, newton, scaled_gradient)
+    decrement = -jnp.dot(g, direction)
+    return jnp.where(free, direction, 0.0), decrement, newton_ok
+
+
+def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions) -> MinimizeResult:
+    def f(x):
+        return objective(x, args)
+
+    value_and_grad = jax.value_and_grad(f)
+    hessian = jax.hessian(f)
+    start = jnp.where(pinned, init, jnp.clip(init, lower, upper))
+
+    def body(state):
+        x, fx, _, iteration, _ = state
+        _, g = value_and_grad(x)
+        h = hessian(x)
+        free = _free_mask(x, g, lower, upper, pinned)
+        direction, decrement, newton_ok = _newton_direction(g, h, free)
+        candidates = jnp.where(pinned, x, jnp.clip(x + _STEPS[:, None] * direction, lower, upper))
+        values = jax.vmap(f)(candidates)
+        values = jnp.where(jnp.isfinite(values), values, jnp.inf)
+        sufficient = values <= fx + _ARMIJO * (candidates - x) @ g
+        first = jnp.argmax(sufficient)
+        best = jnp.argmin(values)
+        choice = jnp.where(jnp.any(sufficient), first, best)
+        improved = values[choice] < fx
+        x_new = jnp.where(improved, candidates[choice], x)
+        f_new = jnp.where(improved, values[choice], fx)
+        converged = newton_ok & (decrement < options.decrement_tolerance)
+        # No progress possible (at machine precision): stop; report convergence only if
+        # the decrement is also small.
+        stalled = ~improved
+        converged = converged | (stalled & newton_ok & (decrement < 1e-8))
+        done = converged | stalled
+        return x_new, f_new, converged, iteration + 1, done
+
+    def cond(state):
+        _, _, _, iteration, done = state
+        return (~done) & (iteration < options.max_iterations)
+
+    f0 = f(start)
+    state = (start, f0, jnp.array(False), jnp.array(0), ~jnp.isfinite(f0))
+    x, fx, converged, iterations, _ = jax.lax.while_loop(cond, body, state)
+    return MinimizeResult(x, fx, converged, iterations)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 6))
+def minimize(
+    objective: Callable,
+    args,
+    init: jax.Array,
+    lower: jax.Array,
+    upper: jax.Array,
+    pinned: jax.Array,
+    options: SolverOptions = SolverOptions(),
+) -> MinimizeResult:
+    """Minimise ``objective(x, args)`` over ``lower <= x <= upper``.
+
+    Parameters with ``pinned`` true stay at their ``init`` value. Differentiable
+    w.r.t. ``args``, ``init`` (through pinned values), ``lower`` and ``upper``
+    (through active bounds) by implicit differentiation.
+
+    ``objective`` must be a function defined at module level (it is a static
+    argument); everything that varies goes into ``args``.
+    """
+    return _solve(objective, args, init, lower, upper, pinned, options)
+
+
+def _minimize_fwd(objective, args, init, lower, upper, pinned, options):
+    result = _solve(objective, args, init, lower, upper, pinned, options)
+    return result, (result.x, args, lower, upper, pinned)
+
+
+def _minimize_bwd(objective, options, residuals, cotangents):
+    x, args, lower, upper, pinned = residuals
+    x_bar = cotangents.x
+    # The value at the minimum: d value / d args = partial derivative (envelope theorem).
+    value_bar = cotangents.value
+
+    gradient_fn = jax.grad(objective, argnums=0)
+    g = gradient_fn(x, args)
+    h = jax.hessian(objective, argnums=0)(x, args)
+    free = _free_mask(x, g, lower, upper, pinned) & (x > lower) & (x < upper)
+    mask2 = free[:, None] & free[None, :]
+    h_free = jnp.where(mask2, h, jnp.eye(x.shape[0], dtype=x.dtype))
+    w = jnp.linalg.solve(h_free, jnp.where(free, x_bar, 0.0))
+    w = jnp.where(free, w, 0.0)
+
+    _, grad_vjp = jax.vjp(lambda a: gradient_fn(x, a), args)
+    (args_bar_fit,) = grad_vjp(-w)
+    _, value_vjp = jax.vjp(lambda a: objective(x, a), args)
+    (args_bar_value,) = value_vjp(value_bar)
+    args_bar = jax.tree_util.tree_map(lambda a, b: a + b, args_bar_fit, args_bar_value)
+
+    # Cotangents of the coordinates that are not free: their own x_bar, the coupling
+    # through the free coordinates, and the value's dependence on them.
+    fixed_bar = jnp.where(free, 0.0, x_bar - h @ w + value_bar * g)
+    init_bar = jnp.where(pinned, fixed_bar, 0.0)
+    lower_bar = jnp.where(~pinned & ~free & (x <= lower), fixed_bar, 0.0)
+    upper_bar = jnp.where(~pinned & ~free & (x >= upper), fixed_bar, 0.0)
+    return args_bar, init_bar, lower_bar, upper_bar, None
+
+
+minimize.defvjp(_minimize_fwd, _minimize_bwd)
