@@ -39,15 +39,20 @@ from diffana.model import Model
 from diffana.selection import MLP, Standardisation
 from diffana.train import train
 
-#: blob centres in the (x, y) plane (unit-covariance Gaussians), as in neos
+#: blob centres in the (x, y) plane (unit-covariance Gaussians). Signal and nominal
+#: background as in neos; the background's systematic is a ±0.5 shift along y, so
+#: that y separates signal from background but is uncertain, while x is safe but
+#: separates less — the trade-off a classifier cannot see and neos can.
 MEANS = {
     "signal": (-1.0, 1.0),
     "background": (1.0, -1.0),
-    "background_up": (2.5, 2.0),
-    "background_down": (-2.5, -1.5),
+    "background_up": (1.0, -0.5),
+    "background_down": (1.0, -1.5),
 }
-#: expected events of each sample in the analysis (a fixed luminosity)
-YIELDS = {"signal": 50.0, "background": 500.0, "background_up": 500.0, "background_down": 500.0}
+#: expected events of each sample in the analysis (a fixed luminosity): a small
+#: signal on a large background, where the systematic matters and CLs(μ=1) ~ 0.1
+YIELDS = {"signal": 20.0, "background": 2000.0, "background_up": 2000.0,
+          "background_down": 2000.0}
 BIN_EDGES = jnp.linspace(0.0, 1.0, 5)  # 4 bins of the network score
 CL = 0.95
 
