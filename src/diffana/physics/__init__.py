@@ -27,3 +27,17 @@ from diffana.physics.theory import total_width
 from diffana.physics.theory import zprime_cross_section
 from diffana.physics.theory import zprime_cross_section_mc
 from diffana.physics.theory import zprime_cross_section_table
+
+# generator
+from diffana.physics.detector import DetectorModel
+from diffana.physics.detector import simulate_detector
+from diffana.physics.features import FEATURE_UNITS
+from diffana.physics.features import preselection
+from diffana.physics.features import reconstruct_features
+from diffana.physics.generator import BACKGROUND_PROCESSES
+from diffana.physics.generator import PROCESS_LABELS
+from diffana.physics.generator import PROCESS_NAMES
+from diffana.physics.generator import cross_section
+from diffana.physics.generator import expected_events
+from diffana.physics.generator import generate
+from diffana.physics.generator import simulate

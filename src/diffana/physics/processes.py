@@ -1,0 +1,274 @@
+"""Truth-level event models for e⁺e⁻ → μ⁺μ⁻(γ), τ⁺τ⁻(γ), e⁺e⁻μ⁺μ⁻ in the CM frame.
+
+Each ``generate_*_cm(key, sqrt_s)`` draws one event per entry of ``sqrt_s``
+(GeV, shape ``(n,)``: the true collision energy of each event, beam spread
+included) and returns a :data:`TruthEvents` dict in the CM frame (e⁻ beam on +z):
+
+``charged``  (n, 2, 4)  the two charged candidates, [positive, negative] (GeV)
+``is_pion``  (n, 2)     True where the candidate is a π (τ→πν), not a μ
+``photons``  (n, k, 4)  radiated photons (E = 0 marks an empty slot)
+``extra_charged`` (n, m, 4)  other charged particles (the scattered e± of eeμμ)
+``relative_weight`` (n,)     importance weight (1 for unweighted processes)
+
+The models are deliberately simple, documented approximations (docs/physics.md):
+collinear-enhanced soft-photon spectra for ISR/FSR, 1 + cos²θ pair production,
+the Michel spectrum for τ→μνν̄, two-body τ→πν, and the equivalent-photon
+approximation for two-photon μ⁺μ⁻ production.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from diffana.physics import _beam
+from diffana.physics import kinematics as kin
+
+ALPHA = _beam.FINE_STRUCTURE_CONSTANT
+
+
+def radiator_exponent(s, mass):
+    """β = (2α/π)(ln(s/m²) − 1): exponent of the soft-photon spectrum β x^(β−1)
+    for radiation off a pair of particles of ``mass`` (GeV) at ``s`` (GeV²)."""
+    return 2.0 * ALPHA / jnp.pi * (jnp.log(s / mass**2) - 1.0)
+
+
+def _collinear_cos(u, velocity):
+    """cos θ from the dipole-like density ∝ 1/(1 − v cos θ) on [−1, 1] (inverse CDF).
+
+    Peaks at θ ≈ m/E along the emitter and is flat in log θ above it: the
+    collinear enhancement of QED radiation.
+    """
+    return (1.0 - (1.0 + velocity) ** (1.0 - u) * (1.0 - velocity) ** u) / velocity
+
+
+def _sample_one_plus_cos2(u):
+    """cos θ with density ∝ 1 + cos²θ (closed-form root of c³ + 3c + 4 − 8u = 0)."""
+    q = 4.0 - 8.0 * u
+    root = jnp.sqrt(q * q / 4.0 + 1.0)
+    return jnp.cbrt(-q / 2.0 + root) + jnp.cbrt(-q / 2.0 - root)
+
+
+def _photon_along(energy, cos_theta, phi, axis):
+    """Massless four-momentum of energy ``energy`` at (θ, φ) around ``axis`` (…,3)."""
+    local = kin.from_polar(energy, cos_theta, phi, 0.0)
+    return kin.rotate_to_direction(local, axis)
+
+
+def initial_state_radiation(key, sqrt_s, max_fraction):
+    """One ISR photon off each beam (CM frame), shape (n, 2, 4) in GeV.
+
+    Energy fraction x = 2E_γ/√s from β/2·x^(β/2−1) (β: :func:`radiator_exponent`
+    with the electron mass), capped at ``max_fraction`` so the remaining system
+    stays above threshold; angle from the 1/(1 − v cos θ) collinear density
+    around its own beam.
+    """
+    n = sqrt_s.shape[0]
+    k_x, k_c, k_phi = jax.random.split(key, 3)
+    s = sqrt_s**2
+    beta_half = 0.5 * radiator_exponent(s, kin.ELECTRON_MASS)
+    x = jax.random.uniform(k_x, (n, 2)) ** (1.0 / beta_half[:, None])
+    x = jnp.minimum(x, max_fraction)
+    energy = 0.5 * x * sqrt_s[:, None]
+    velocity = jnp.sqrt(1.0 - (2.0 * kin.ELECTRON_MASS / sqrt_s[:, None]) ** 2)
+    cos_theta = _collinear_cos(jax.random.uniform(k_c, (n, 2)), velocity)
+    # photon 0 follows the e⁻ (+z), photon 1 the e⁺ (−z)
+    cos_theta = cos_theta * jnp.array([1.0, -1.0])
+    phi = jax.random.uniform(k_phi, (n, 2), maxval=2.0 * jnp.pi)
+    return kin.from_polar(energy, cos_theta, phi, 0.0)
+
+
+def _pair_in_recoil_frame(key, system, mass):
+    """Produce a fermion pair of ``mass`` (GeV) from ``system`` (n,4) with a
+    1 + cos²θ distribution about the beam axis; returns (n, 2, 4) [f⁺, f⁻]."""
+    n = system.shape[0]
+    k_c, k_phi = jax.random.split(key)
+    m_system = jnp.sqrt(jnp.clip(kin.invariant_mass_squared(system), (2.0 * mass) ** 2, None))
+    p_star = kin.two_body_momentum(m_system, mass, mass)
+    cos_theta = _sample_one_plus_cos2(jax.random.uniform(k_c, (n,)))
+    phi = jax.random.uniform(k_phi, (n,), maxval=2.0 * jnp.pi)
+    minus = kin.from_polar(p_star, cos_theta, phi, mass)
+    plus = minus * jnp.array([1.0, -1.0, -1.0, -1.0])
+    beta = system[:, 1:] / system[:, :1]
+    pair = jnp.stack([plus, minus], axis=1)
+    return kin.boost(pair, beta[:, None, :])
+
+
+def _final_state_radiation(key, leptons, s, mass):
+    """Let each lepton (n,2,4) radiate one collinear photon; returns
+    (leptons after radiation, photons (n,2,4)).
+
+    Energy fraction y of the lepton energy from β/2·y^(β/2−1) with β for the
+    lepton mass; angle from 1/(1 − v cos θ) around the lepton. The lepton keeps
+    p⃗ − k⃗ and is put back on shell (exact up to O(θ²) of the collinear photon).
+    """
+    n = leptons.shape[0]
+    k_y, k_c, k_phi = jax.random.split(key, 3)
+    beta_half = 0.5 * radiator_exponent(s, mass)
+    y = jax.random.uniform(k_y, (n, 2)) ** (1.0 / beta_half[:, None])
+    y = jnp.minimum(y, 0.9)
+    energy = leptons[..., 0]
+    momentum = kin.momentum_magnitude(leptons)
+    velocity = momentum / energy
+    cos_theta = _collinear_cos(jax.random.uniform(k_c, (n, 2)), velocity)
+    phi = jax.random.uniform(k_phi, (n, 2), maxval=2.0 * jnp.pi)
+    photons = _photon_along(y * energy, cos_theta, phi, leptons[..., 1:])
+    after = kin.on_shell(leptons[..., 1:] - photons[..., 1:], mass)
+    return after, photons
+
+
+def generate_mumu_cm(key, sqrt_s):
+    """e⁺e⁻ → μ⁺μ⁻(γ): up to two ISR and two FSR photons (see module docs)."""
+    n = sqrt_s.shape[0]
+    k_isr, k_pair, k_fsr = jax.random.split(key, 3)
+    s = sqrt_s**2
+    max_fraction = 0.5 * (1.0 - (2.2 * kin.MUON_MASS) ** 2 / s)
+    isr = initial_state_radiation(k_isr, sqrt_s, max_fraction[:, None])
+    beams = jnp.stack([sqrt_s, jnp.zeros(n), jnp.zeros(n), jnp.zeros(n)], axis=-1)
+    system = beams - isr.sum(axis=1)
+    muons = _pair_in_recoil_frame(k_pair, system, kin.MUON_MASS)
+    muons, fsr = _final_state_radiation(k_fsr, muons, kin.invariant_mass_squared(system), kin.MUON_MASS)
+    return {
+        "charged": muons,
+        "is_pion": jnp.zeros((n, 2), dtype=bool),
+        "photons": jnp.concatenate([isr, fsr], axis=1),
+        "extra_charged": jnp.zeros((n, 0, 4)),
+        "relative_weight": jnp.ones(n),
+    }
+
+
+def michel_energy_fraction(u, iterations=6):
+    """x = 2E_μ/m_τ in the τ rest frame from the unpolarised V−A Michel density
+    2x²(3 − 2x) on [0, 1] (massless muon), by inverting F(x) = 2x³ − x⁴ = u
+    with Newton steps from a bracketing start."""
+    x = jnp.clip(jnp.cbrt(u / 2.0), 0.0, 1.0) * 0.5 + 0.5 * jnp.sqrt(jnp.sqrt(jnp.clip(u, 0.0, 1.0)))
+
+    def newton(x, _):
+        f = 2.0 * x**3 - x**4 - u
+        df = 6.0 * x**2 - 4.0 * x**3
+        x = jnp.clip(x - f / jnp.maximum(df, 1e-12), 0.0, 1.0)
+        return x, None
+
+    x, _ = jax.lax.scan(newton, x, None, length=iterations)
+    return x
+
+
+def tau_decay_charged(key, taus, decays_to_pion):
+    """Charged daughter of each τ (…,4 in GeV): μ from τ→μνν̄ (Michel spectrum,
+    isotropic — τ polarisation and spin correlations neglected) or π from τ→πν
+    (two-body, isotropic) where ``decays_to_pion``."""
+    shape = taus.shape[:-1]
+    k_x, k_c, k_phi = jax.random.split(key, 3)
+    x = michel_energy_fraction(jax.random.uniform(k_x, shape))
+    max_energy = (kin.TAU_MASS**2 + kin.MUON_MASS**2) / (2.0 * kin.TAU_MASS)
+    muon_energy = jnp.maximum(x * max_energy, kin.MUON_MASS)
+    muon_momentum = jnp.sqrt(jnp.clip(muon_energy**2 - kin.MUON_MASS**2, 0.0, None))
+    pion_momentum = kin.two_body_momentum(kin.TAU_MASS, kin.CHARGED_PION_MASS, 0.0)
+    momentum = jnp.where(decays_to_pion, pion_momentum, muon_momentum)
+    mass = jnp.where(decays_to_pion, kin.CHARGED_PION_MASS, kin.MUON_MASS)
+    cos_theta = jax.random.uniform(k_c, shape, minval=-1.0, maxval=1.0)
+    phi = jax.random.uniform(k_phi, shape, maxval=2.0 * jnp.pi)
+    daughter = kin.from_polar(momentum, cos_theta, phi, mass)
+    beta = taus[..., 1:] / taus[..., :1]
+    return kin.boost(daughter, beta)
+
+
+def tau_pion_fraction():
+    """Probability that a τ decaying to one μ-like charged track is τ→πν:
+    B(πν)/(B(μνν̄) + B(πν))."""
+    return _beam.BRANCHING_TAU_TO_PI_NU / (_beam.BRANCHING_TAU_TO_MU_NU_NU + _beam.BRANCHING_TAU_TO_PI_NU)
+
+
+def generate_tautau_cm(key, sqrt_s):
+    """e⁺e⁻ → τ⁺τ⁻(γ) with both τ → μνν̄ or πν (ISR photons, 1 + cos²θ pair)."""
+    n = sqrt_s.shape[0]
+    k_isr, k_pair, k_mode, k_decay = jax.random.split(key, 4)
+    s = sqrt_s**2
+    max_fraction = 0.5 * (1.0 - (2.05 * kin.TAU_MASS) ** 2 / s)
+    isr = initial_state_radiation(k_isr, sqrt_s, max_fraction[:, None])
+    beams = jnp.stack([sqrt_s, jnp.zeros(n), jnp.zeros(n), jnp.zeros(n)], axis=-1)
+    taus = _pair_in_recoil_frame(k_pair, beams - isr.sum(axis=1), kin.TAU_MASS)
+    is_pion = jax.random.uniform(k_mode, (n, 2)) < tau_pion_fraction()
+    charged = tau_decay_charged(k_decay, taus, is_pion)
+    return {
+        "charged": charged,
+        "is_pion": is_pion,
+        "photons": isr,
+        "extra_charged": jnp.zeros((n, 0, 4)),
+        "relative_weight": jnp.ones(n),
+    }
+
+
+EEMUMU_MIN_DIMUON_MASS = 0.5  # GeV, generator-level cut the 18.9 nb refers to (assumed)
+
+
+def breit_wheeler_cross_section(w, mass):
+    """σ(γγ → ℓ⁺ℓ⁻) at γγ mass ``w`` (GeV) for lepton ``mass`` (GeV), in GeV⁻²."""
+    beta = jnp.sqrt(jnp.clip(1.0 - 4.0 * mass**2 / w**2, 0.0, 1.0))
+    log = jnp.log((1.0 + beta) / jnp.maximum(1.0 - beta, 1e-300))
+    return 2.0 * jnp.pi * ALPHA**2 / w**2 * ((3.0 - beta**4) * log - 2.0 * beta * (2.0 - beta**2))
+
+
+def generate_eemumu_cm(key, sqrt_s, min_dimuon_mass=EEMUMU_MIN_DIMUON_MASS):
+    """e⁺e⁻ → e⁺e⁻μ⁺μ⁻ via γγ → μ⁺μ⁻ in the equivalent-photon approximation.
+
+    Each beam emits a photon with energy fraction z (log-uniform proposal,
+    weighted by (1 + (1 − z)²)/2 · ln(Q²_max/Q²_min)) and virtuality Q²
+    log-uniform in [m_e²z²/(1 − z), Q²_max = z₁z₂s ≈ W²]; the scattered e± carry the
+    opposite transverse momentum and mostly escape along the beams. The muons
+    follow the Breit–Wheeler angular distribution in the γγ frame (about its
+    z axis). Events are weighted (``relative_weight``, mean ≈ 1 after
+    normalisation by the caller); W = M_μμ < ``min_dimuon_mass`` gets weight 0.
+    """
+    n = sqrt_s.shape[0]
+    keys = jax.random.split(key, 6)
+    s = sqrt_s**2
+    beam_energy = 0.5 * sqrt_s[:, None]
+    z_min = min_dimuon_mass**2 / s[:, None]
+    z_max = 1.0 - 1e-6
+    z = z_min * (z_max / z_min) ** jax.random.uniform(keys[0], (n, 2))
+    q2_min = kin.ELECTRON_MASS**2 * z**2 / (1.0 - z)
+    # virtual photons with Q² above the γγ mass² no longer produce the pair
+    # efficiently: cut the 1/Q² spectrum at W² ≈ z₁z₂s
+    q2_max = jnp.maximum(jnp.prod(z, axis=-1, keepdims=True) * s[:, None], 10.0 * q2_min)
+    log_q2 = jnp.log(q2_max / q2_min)
+    q2 = q2_min * jnp.exp(log_q2 * jax.random.uniform(keys[1], (n, 2)))
+    weight = jnp.prod(0.5 * (1.0 + (1.0 - z) ** 2) * log_q2 * jnp.log(z_max / z_min), axis=-1)
+
+    # scattered e∓: energy E(1 − z), transverse momentum from Q² ≈ (q_T² + m²z²)/(1 − z)
+    energy_out = beam_energy * (1.0 - z)
+    q_t = jnp.sqrt(jnp.clip(q2 * (1.0 - z) - kin.ELECTRON_MASS**2 * z**2, 0.0, None))
+    q_t = jnp.minimum(q_t, 0.99 * energy_out)
+    phi = jax.random.uniform(keys[2], (n, 2), maxval=2.0 * jnp.pi)
+    p_z = jnp.sqrt(jnp.clip(energy_out**2 - q_t**2 - kin.ELECTRON_MASS**2, 0.0, None))
+    p_z = p_z * jnp.array([1.0, -1.0])  # e⁻ keeps +z, e⁺ keeps −z
+    electrons = jnp.stack([energy_out, q_t * jnp.cos(phi), q_t * jnp.sin(phi), p_z], axis=-1)
+    p_beam = jnp.sqrt(beam_energy**2 - kin.ELECTRON_MASS**2) * jnp.array([1.0, -1.0])
+    beams = jnp.stack([beam_energy[:, 0] + 0 * z[:, 0]] * 2, axis=1)
+    beams = jnp.stack([beams, jnp.zeros((n, 2)), jnp.zeros((n, 2)), p_beam + 0 * z], axis=-1)
+    system = (beams - electrons).sum(axis=1)
+    w2 = kin.invariant_mass_squared(system)
+    w = jnp.sqrt(jnp.clip(w2, 1e-12, None))
+    accepted = (w2 > min_dimuon_mass**2) & (system[:, 0] > w)
+
+    # γγ → μ⁺μ⁻: proposal ∝ 1/(1 − β²c²), weighted to the Breit–Wheeler density
+    beta = jnp.sqrt(jnp.clip(1.0 - 4.0 * kin.MUON_MASS**2 / jnp.maximum(w2, 1e-12), 1e-12, 1.0 - 1e-15))
+    atanh_beta = jnp.arctanh(beta)
+    cos_theta = jnp.tanh(jax.random.uniform(keys[3], (n,), minval=-1.0, maxval=1.0) * atanh_beta) / beta
+    sin2 = 1.0 - cos_theta**2
+    shape = (1.0 + 2.0 * beta**2 * sin2 - beta**4 - beta**4 * sin2**2) / (1.0 - beta**2 * cos_theta**2)
+    weight = weight * shape * 2.0 * atanh_beta / w2
+    phi_mu = jax.random.uniform(keys[4], (n,), maxval=2.0 * jnp.pi)
+    p_star = kin.two_body_momentum(w, kin.MUON_MASS, kin.MUON_MASS)
+    minus = kin.from_polar(p_star, cos_theta, phi_mu, kin.MUON_MASS)
+    plus = minus * jnp.array([1.0, -1.0, -1.0, -1.0])
+    safe_system = jnp.where(accepted[:, None], system, jnp.array([1.0, 0.0, 0.0, 0.0]))
+    muons = kin.boost(jnp.stack([plus, minus], axis=1), (safe_system[:, 1:] / safe_system[:, :1])[:, None, :])
+    weight = jnp.where(accepted, weight, 0.0)
+    return {
+        "charged": muons,
+        "is_pion": jnp.zeros((n, 2), dtype=bool),
+        "photons": jnp.zeros((n, 0, 4)),
+        "extra_charged": electrons,
+        "relative_weight": weight,
+    }
