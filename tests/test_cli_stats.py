@@ -1,0 +1,112 @@
+"""``diffana cls`` and ``diffana limit`` on a workspace file, against live pyhf."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import diffana  # noqa: F401  (float64)
+from diffana import infer
+from diffana.cli import main
+from diffana.model.workspace import load_workspace
+
+WORKSPACE = {
+    "channels": [
+        {"name": "signal_region", "samples": [
+            {"name": "signal", "data": [4.0, 9.0, 3.0],
+             "modifiers": [{"name": "mu", "type": "normfactor", "data": None},
+                           {"name": "signal_efficiency", "type": "normsys",
+                            "data": {"hi": 1.08, "lo": 0.9}}]},
+            {"name": "background", "data": [40.0, 35.0, 30.0],
+             "modifiers": [{"name": "background_uncorrelated", "type": "shapesys",
+                            "data": [3.0, 3.0, 2.5]}]},
+        ]}
+    ],
+    "observations": [{"name": "signal_region", "data": [42.0, 38.0, 29.0]}],
+    "measurements": [
+        {"name": "nominal", "config": {"poi": "mu", "parameters": []}},
+        {"name": "narrow_poi", "config": {"poi": "mu", "parameters": [
+            {"name": "mu", "bounds": [[0.0, 3.0]]}]}},
+    ],
+    "version": "1.0.0",
+}
+
+
+@pytest.fixture(scope="module")
+def path(tmp_path_factory):
+    file = tmp_path_factory.mktemp("cli") / "workspace.json"
+    file.write_text(json.dumps(WORKSPACE))
+    return file
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _pyhf_cls(poi_value, test_stat, normsys):
+    import pyhf
+
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
+    workspace = pyhf.Workspace(WORKSPACE)
+    model = workspace.model(modifier_settings={"normsys": {"interpcode": normsys},
+                                               "histosys": {"interpcode": "code4p"}})
+    obs, exp = pyhf.infer.hypotest(poi_value, workspace.data(model), model,
+                                   test_stat=test_stat, return_expected_set=True)
+    return float(obs), np.asarray(exp, float).ravel()
+
+
+def test_cls_matches_pyhf(path, capsys):
+    code, out, err = _run(capsys, "cls", str(path), "--poi-value", "1.5",
+                          "--test-stat", "qtilde", "--normsys-interp", "code1")
+    assert code == 0, err
+    result = json.loads(out)
+    assert set(result) == {"CLs_obs", "CLs_exp"} and len(result["CLs_exp"]) == 5
+    obs, exp = _pyhf_cls(1.5, "qtilde", "code1")
+    np.testing.assert_allclose(result["CLs_obs"], obs, rtol=1e-5)
+    np.testing.assert_allclose(result["CLs_exp"], exp, rtol=1e-5)
+
+
+def test_cls_q0_gives_discovery_p_values(path, capsys):
+    code, out, err = _run(capsys, "cls", str(path), "--poi-value", "0", "--test-stat", "q0")
+    assert code == 0, err
+    obs, exp = _pyhf_cls(0.0, "q0", "code4")
+    np.testing.assert_allclose(json.loads(out)["CLs_obs"], obs, rtol=1e-5)
+    np.testing.assert_allclose(json.loads(out)["CLs_exp"], exp, rtol=1e-5)
+
+
+def test_limit_solves_cls_equals_one_minus_cl(path, capsys):
+    code, out, err = _run(capsys, "limit", str(path), "--cl", "0.90")
+    assert code == 0, err
+    result = json.loads(out)
+    assert set(result) == {"obs", "exp"} and len(result["exp"]) == 5
+    assert np.all(np.diff(result["exp"]) > 0)  # −2σ < −1σ < median < +1σ < +2σ
+    workspace = load_workspace(path)
+    model = workspace.model()
+    at_limit = infer.hypotest(result["obs"], workspace.data(model), model)
+    np.testing.assert_allclose(float(at_limit.cls_obs), 0.10, rtol=1e-6)
+
+
+def test_measurement_option_selects_the_measurement(path, capsys):
+    code, _, err = _run(capsys, "cls", str(path), "--measurement", "narrow_poi",
+                        "--poi-value", "4.0")
+    assert code == 2 and "outside the bounds [0.0, 3.0]" in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["limit", "{path}", "--cl", "1.5"], "--cl must lie strictly between 0 and 1"),
+    (["cls", "{path}", "--poi-value", "nan"], "--poi-value must be a finite number"),
+])
+def test_bad_options(path, capsys, argv, message):
+    code, _, err = _run(capsys, *[a.format(path=path) for a in argv])
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_unknown_interpolation_code_is_rejected_by_argparse(path, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["cls", str(path), "--normsys-interp", "code9"])
+    assert info.value.code == 2
+    assert "code9" in capsys.readouterr().err
