@@ -157,7 +157,7 @@ def simulate_detector(key, truth_lab, detector: DetectorModel = DetectorModel())
     )
     reaches_ecl = pt_true > curl  # a softer track curls up inside the tracker
     near_track = jnp.any(
-        (kin.opening_angle(photons[:, :, None, :], at_ecl[:, None, :, :]) < cone)
+        (kin.cos_opening_angle(photons[:, :, None, :], at_ecl[:, None, :, :]) > jnp.cos(cone))
         & (in_acceptance & reaches_ecl)[:, None, :],
         axis=-1,
     )

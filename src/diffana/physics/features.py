@@ -99,9 +99,9 @@ def reconstruct_features(reco):
 
     photons = reco["photons"]
     detected = reco["photon_detected"]
-    photon_angle = jnp.degrees(kin.opening_angle(photons, recoil_lab[:, None, :]))
-    photon_angle = jnp.where(detected, photon_angle, 180.0)
-    min_angle = jnp.min(photon_angle, axis=-1, initial=180.0)
+    # nearest photon = largest cosine; one arccos per event
+    photon_cos = jnp.where(detected, kin.cos_opening_angle(photons, recoil_lab[:, None, :]), -1.0)
+    min_angle = jnp.degrees(jnp.arccos(jnp.clip(jnp.max(photon_cos, axis=-1, initial=-1.0), -1.0, 1.0)))
 
     dphi = jnp.abs(kin.azimuth(mu_lab[:, 0]) - kin.azimuth(mu_lab[:, 1]))
     dphi = jnp.where(dphi > jnp.pi, 2.0 * jnp.pi - dphi, dphi)

@@ -195,7 +195,8 @@ def generate(
     total = n_events if n_events is not None else max(1, int(round(sigma * luminosity)))
     if total <= 0:
         raise ValueError(f"n_events must be positive, got {total}")
-    key = jax.random.key(seed) if key is None else key
+    # the RngBitGenerator-based key is ~2× faster than threefry on CPU
+    key = jax.random.key(seed, impl="rbg") if key is None else key
     chunk_size = int(min(chunk_size, total))
     chunks = []
     done = 0

@@ -120,6 +120,14 @@ def opening_angle(a, b):
     return jnp.arctan2(cross, jnp.sum(va * vb, axis=-1))
 
 
+def cos_opening_angle(a, b):
+    """cos of the angle between the 3-momenta of ``a`` and ``b`` (1 if either is zero);
+    cheaper than :func:`opening_angle` for cone tests."""
+    va, vb = a[..., 1:], b[..., 1:]
+    norm = jnp.sqrt(jnp.sum(va * va, axis=-1) * jnp.sum(vb * vb, axis=-1))
+    return jnp.where(norm > 0, jnp.sum(va * vb, axis=-1) / jnp.where(norm > 0, norm, 1.0), 1.0)
+
+
 def on_shell(momentum, mass):
     """Four-momentum (…,4) for a 3-momentum (…,3) and mass (GeV)."""
     energy = jnp.sqrt(jnp.sum(momentum**2, axis=-1) + mass**2)
