@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -10,6 +12,11 @@ import pytest
 import diffana  # noqa: F401  (float64)
 from diffana import infer
 from diffana.cli import main
+
+# diffana.cli.build_parser imports every module of the package, __main__ included,
+# and importing __main__ runs the command line on sys.argv (pytest's arguments).
+# Until the dispatcher skips private modules, register an inert stand-in.
+sys.modules.setdefault("diffana.cli.__main__", types.ModuleType("diffana.cli.__main__"))
 from diffana.model.workspace import load_workspace
 
 WORKSPACE = {
