@@ -57,13 +57,19 @@ class Prepared(eqx.Module):
     converged: jax.Array
 
 
-def _fixed_fit(poi_value, data, prepared: Prepared, start, options):
+def _fixed_fits(poi_values, datas, prepared: Prepared, starts, options):
+    """Fits with the POI fixed, one per (POI value, data set, start), batched with
+    vmap so that a program compiles a single fit loop however many fits it needs."""
     poi = prepared.model.config.poi_index
-    init = jax.lax.stop_gradient(start).at[poi].set(poi_value)
     fixed = prepared.fixed.at[poi].set(True)
-    return minimize(
-        twice_nll_objective, (prepared.model, data), init, prepared.lower, prepared.upper, fixed, options
-    )
+
+    def one(poi_value, data, start):
+        init = jax.lax.stop_gradient(start).at[poi].set(poi_value)
+        return minimize(
+            twice_nll_objective, (prepared.model, data), init, prepared.lower, prepared.upper, fixed, options
+        )
+
+    return jax.vmap(one)(poi_values, datas, starts)
 
 
 def prepare(
@@ -75,22 +81,21 @@ def prepare(
     fixed_params=None,
     options: SolverOptions = SolverOptions(),
 ) -> Prepared:
-    """Run the fits that do not depend on the tested POI value."""
+    """Run the fits that do not depend on the tested POI value: the free fit to the
+    data and the fit with the POI at 0 (1 for q0) that generates the Asimov data."""
     _check_test_stat(test_stat)
     poi = _poi_index(model)
-    data = model.check_data(data)
     init, lower, upper, fixed = _fit_settings(model, init_pars, par_bounds, fixed_params)
-    free = minimize(twice_nll_objective, (model, data), init, lower, upper, fixed, options)
     asimov_mu = 1.0 if test_stat == "q0" else 0.0
-    generating = minimize(
-        twice_nll_objective,
-        (model, data),
-        init.at[poi].set(asimov_mu),
-        lower,
-        upper,
-        fixed.at[poi].set(True),
-        options,
-    )
+    inits = jnp.stack([init, init.at[poi].set(asimov_mu)])
+    pinned = jnp.stack([fixed, fixed.at[poi].set(True)])
+
+    def one(start, pin):
+        return minimize(twice_nll_objective, (model, data), start, lower, upper, pin, options)
+
+    both = jax.vmap(one)(inits, pinned)
+    free = jax.tree_util.tree_map(lambda x: x[0], both)
+    generating = jax.tree_util.tree_map(lambda x: x[1], both)
     asimov = model.expected_data(generating.x)
     # On Asimov data the likelihood's gradient vanishes at the generating point, which
     # is therefore the unconditional minimum: no fit needed (and no fit error).
@@ -118,28 +123,24 @@ def _clipped_profile_ratio(poi_value, fixed_value, free_value, free_poi, test_st
     return jnp.where(free_poi > poi_value, 0.0, t)
 
 
-def test_statistic_observed(poi_value, prepared: Prepared, test_stat: str, start=None, options=SolverOptions()):
-    """Observed test statistic at ``poi_value``; returns (value, fixed-POI fit result)."""
-    poi = prepared.model.config.poi_index
-    # Start from the suggested initial values, as pyhf and ROOT do: with non-convex
-    # likelihoods (e.g. piecewise-linear histosys) the start decides the minimum.
-    start = prepared.init if start is None else start
-    conditional = _fixed_fit(poi_value, prepared.data, prepared, start, options)
-    value = _clipped_profile_ratio(
-        poi_value, conditional.value, prepared.free_fit.twice_nll, prepared.free_fit.bestfit[poi], test_stat
-    )
-    return value, conditional
+def test_statistics(poi_values, on_asimov, prepared: Prepared, test_stat: str, starts=None, options=SolverOptions()):
+    """Test statistics at ``poi_values`` (shape (K,)), each on the observed data
+    (``on_asimov`` false) or on the Asimov data (true). One batched fit loop.
 
-
-def test_statistic_asimov(poi_value, prepared: Prepared, test_stat: str, start=None, options=SolverOptions()):
-    """Test statistic on the Asimov data set at ``poi_value``; (value, fit result)."""
+    Conditional fits start from ``starts`` (default: the suggested initial values, as
+    pyhf and ROOT do — with non-convex likelihoods the start decides the minimum).
+    Returns (values, fit results).
+    """
     poi = prepared.model.config.poi_index
-    start = prepared.init if start is None else start
-    conditional = _fixed_fit(poi_value, prepared.asimov_data, prepared, start, options)
-    value = _clipped_profile_ratio(
-        poi_value, conditional.value, prepared.asimov_twice_nll, prepared.asimov_pars[poi], test_stat
-    )
-    return value, conditional
+    k = poi_values.shape[0]
+    if starts is None:
+        starts = jnp.broadcast_to(prepared.init, (k,) + prepared.init.shape)
+    datas = jnp.where(on_asimov[:, None], prepared.asimov_data, prepared.data)
+    fits = _fixed_fits(poi_values, datas, prepared, starts, options)
+    free_value = jnp.where(on_asimov, prepared.asimov_twice_nll, prepared.free_fit.twice_nll)
+    free_poi = jnp.where(on_asimov, prepared.asimov_pars[poi], prepared.free_fit.bestfit[poi])
+    values = _clipped_profile_ratio(poi_values, fits.value, free_value, free_poi, test_stat)
+    return values, fits
 
 
 def delta_test_statistic(q, q_asimov, test_stat: str):
@@ -218,8 +219,9 @@ def hypotest(
 @eqx.filter_jit
 def _hypotest(poi_value, data, model, test_stat, init_pars, par_bounds, fixed_params, calc_base_dist, options):
     prepared = prepare(data, model, test_stat, init_pars, par_bounds, fixed_params, options)
-    q, fit_obs = test_statistic_observed(poi_value, prepared, test_stat, options=options)
-    q_asimov, fit_asimov = test_statistic_asimov(poi_value, prepared, test_stat, options=options)
+    (q, q_asimov), fits = test_statistics(
+        jnp.stack([poi_value, poi_value]), jnp.array([False, True]), prepared, test_stat, options=options
+    )
     sqrt_qa = safe_sqrt(q_asimov)
     delta = delta_test_statistic(q, q_asimov, test_stat)
     log_clsb, log_clb, log_cls = log_cls_from_delta(delta, sqrt_qa, calc_base_dist)
@@ -235,7 +237,7 @@ def _hypotest(poi_value, data, model, test_stat, init_pars, par_bounds, fixed_pa
         clb=jnp.exp(log_clb),
         test_statistic=q,
         test_statistic_asimov=q_asimov,
-        converged=prepared.converged & fit_obs.converged & fit_asimov.converged,
+        converged=prepared.converged & jnp.all(fits.converged),
     )
 
 
@@ -243,8 +245,8 @@ def _single_statistic(test_stat):
     @eqx.filter_jit
     def compiled(poi_value, data, model, init_pars, par_bounds, fixed_params):
         prepared = prepare(data, model, test_stat, init_pars, par_bounds, fixed_params)
-        value, _ = test_statistic_observed(poi_value, prepared, test_stat)
-        return value
+        values, _ = test_statistics(poi_value[None], jnp.array([False]), prepared, test_stat)
+        return values[0]
 
     def statistic(poi_value, data, model, init_pars=None, par_bounds=None, fixed_params=None):
         _poi_index(model)
@@ -285,12 +287,11 @@ def significance(data, model: Model, init_pars=None, par_bounds=None, fixed_para
 @eqx.filter_jit
 def _significance(data, model, init_pars, par_bounds, fixed_params):
     prepared = prepare(data, model, "q0", init_pars, par_bounds, fixed_params)
-    q, fit_obs = test_statistic_observed(jnp.asarray(0.0), prepared, "q0")
-    q_asimov, fit_asimov = test_statistic_asimov(jnp.asarray(0.0), prepared, "q0")
+    (q, q_asimov), fits = test_statistics(jnp.zeros(2), jnp.array([False, True]), prepared, "q0")
     z = safe_sqrt(q)
     return SignificanceResult(
         observed=z,
         expected=safe_sqrt(q_asimov),
         p_value=ndtr(-z),
-        converged=prepared.converged & fit_obs.converged & fit_asimov.converged,
+        converged=prepared.converged & jnp.all(fits.converged),
     )

@@ -28,8 +28,7 @@ from diffana.infer.asymptotics import (
     log_cls_from_delta,
     prepare,
     safe_sqrt,
-    test_statistic_asimov,
-    test_statistic_observed,
+    test_statistics,
 )
 from diffana.infer.fit import _poi_index, twice_nll_objective
 from diffana.infer.minimize import SolverOptions
@@ -66,17 +65,17 @@ def _residuals_and_slopes(mus, prepared, settings: LimitSettings, starts):
         g = jax.grad(twice_nll_objective)(pars, (prepared.model, data))
         return g[poi]
 
-    # Observed curve: test statistic on the data at mus[0] ...
-    q, fit_obs = test_statistic_observed(mus[0], prepared, test_stat, data_start, settings.options)
-    q_slope = jnp.where(q > 0, grad_poi(fit_obs.x, prepared.data), 0.0)
-
-    # ... and the Asimov test statistic at all six values.
-    def asimov_at(mu, start):
-        qa, fit = test_statistic_asimov(mu, prepared, test_stat, start, settings.options)
-        slope = jnp.where(qa > 0, grad_poi(fit.x, prepared.asimov_data), 0.0)
-        return qa, slope, fit
-
-    qa, qa_slope, fits_asimov = jax.vmap(asimov_at)(mus, asimov_starts)
+    # Seven fits in one batch: the data at mus[0] (observed curve) and the Asimov
+    # data at all six values (the observed curve needs q_A too).
+    poi_values = jnp.concatenate([mus[:1], mus])
+    on_asimov = jnp.arange(7) > 0
+    fit_starts = jnp.concatenate([data_start[None], asimov_starts])
+    values, fits = test_statistics(poi_values, on_asimov, prepared, test_stat, fit_starts, settings.options)
+    datas = jnp.where(on_asimov[:, None], prepared.asimov_data, prepared.data)
+    slopes = jax.vmap(grad_poi)(fits.x, datas)
+    slopes = jnp.where(values > 0, slopes, 0.0)
+    q, q_slope = values[0], slopes[0]
+    qa, qa_slope = values[1:], slopes[1:]
 
     def observed_log_cls(q_value, qa_value):
         delta = delta_test_statistic(q_value, qa_value, test_stat)
@@ -94,8 +93,8 @@ def _residuals_and_slopes(mus, prepared, settings: LimitSettings, starts):
 
     residual = jnp.concatenate([obs_value[None], exp_value]) - log_alpha
     slope = jnp.concatenate([obs_slope[None], exp_slope])
-    converged = fit_obs.converged & jnp.all(fits_asimov.converged)
-    return residual, slope, (fit_obs.x, fits_asimov.x), converged
+    converged = jnp.all(fits.converged)
+    return residual, slope, (fits.x[0], fits.x[1:]), converged
 
 
 def _initial_guess(prepared, settings):
