@@ -13,7 +13,8 @@ from diffana import io
 def generated_tautau():
     from diffana.physics import generate
 
-    return generate("tautau", luminosity=1.0, n_events=2000, seed=3)
+    # same size as tests/test_generator.py: the compiled pipeline is shared in one session
+    return generate("tautau", luminosity=1.0, n_events=100_000, seed=3)
 
 
 @pytest.fixture()

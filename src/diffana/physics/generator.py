@@ -113,7 +113,7 @@ def _beams(key, n, beam_energy_spread):
     return kin.beam_four_momenta(e_minus, e_plus)
 
 
-@partial(jax.jit, static_argnames=("process", "n_events", "detector", "beam_energy_spread", "signal_sampler"))
+@partial(jax.jit, static_argnames=("process", "n_events", "beam_energy_spread", "signal_sampler"))
 def simulate(
     key,
     process: str,
@@ -127,8 +127,9 @@ def simulate(
 
     JAX arrays of shape ``(n_events,)`` named as in :data:`FEATURE_UNITS`, plus
     ``relative_weight`` (importance weight, not yet normalised to a luminosity).
-    Compiled once per (process, n_events, detector); ``mass`` (GeV) is traced, so
-    a new Z' mass does not recompile. The signal is generated at the nominal √s
+    Compiled once per (process, n_events); ``mass`` (GeV) and the
+    :class:`DetectorModel` numbers are traced, so a new Z' mass or detector
+    setting does not recompile. The signal is generated at the nominal √s
     (its sampler has a fixed √s), the backgrounds with per-event beam energies
     when ``beam_energy_spread``.
     """

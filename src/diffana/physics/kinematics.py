@@ -84,12 +84,13 @@ def cm_frame(electron, positron):
 
 def lab_to_cm(p, beta, angle):
     """Lab four-momenta → CM for a frame from :func:`cm_frame` (broadcasts)."""
-    return rotate_y(boost(p, -beta), angle)
+    # the boosted e⁻ sits at angle `angle` from +z in the xz plane: rotate it back
+    return rotate_y(boost(p, -beta), -angle)
 
 
 def cm_to_lab(p, beta, angle):
     """CM four-momenta → lab, the inverse of :func:`lab_to_cm`."""
-    return boost(rotate_y(p, -angle), beta)
+    return boost(rotate_y(p, angle), beta)
 
 
 def momentum_magnitude(p):
