@@ -77,6 +77,7 @@ def test_cls_matches_pyhf(path, capsys):
     np.testing.assert_allclose(result["CLs_exp"], exp, rtol=1e-5)
 
 
+@pytest.mark.slow  # its own compile (q0)
 def test_cls_q0_gives_discovery_p_values(path, capsys):
     code, out, err = _run(capsys, "cls", str(path), "--poi-value", "0", "--test-stat", "q0")
     assert code == 0, err
