@@ -6,6 +6,8 @@ full muon mass, α_em(0), no ISR), by importance-sampled Monte Carlo
 statistical uncertainty of the estimate.
 
 Usage:  python scripts/make_zprime_cross_section_table.py [--events N] [--seed S]
+        python scripts/make_zprime_cross_section_table.py --plot-only
+            (redraws docs/figures/theory_cross_section.png from the shipped table)
 Runtime: ≈ 8 minutes on 2 CPU cores with the defaults (2^20 events per mass point,
 80 mass points); the relative MC uncertainty is ≈ 0.1 % at every mass.
 """
@@ -23,8 +25,9 @@ import jax.numpy as jnp
 from diffana.physics import constants
 from diffana.physics.theory import zprime_cross_section_mc
 
-OUTPUT = (pathlib.Path(__file__).resolve().parents[1]
-          / "src" / "diffana" / "physics" / "data" / "zprime_cross_section.csv")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OUTPUT = ROOT / "src" / "diffana" / "physics" / "data" / "zprime_cross_section.csv"
+FIGURE = ROOT / "docs" / "figures" / "theory_cross_section.png"
 
 
 def mass_grid():
@@ -40,7 +43,13 @@ def main():
                         help="MC events per mass point (default 2^20)")
     parser.add_argument("--seed", type=int, default=20260101)
     parser.add_argument("--output", type=pathlib.Path, default=OUTPUT)
+    parser.add_argument("--figure", type=pathlib.Path, default=FIGURE)
+    parser.add_argument("--plot-only", action="store_true",
+                        help="only redraw the figure from the existing table")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(args.figure)
+        return
 
     compute = jax.jit(
         lambda key, mass: zprime_cross_section_mc(key, mass, n_events=args.events)
@@ -69,6 +78,40 @@ def main():
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(header + body)
     print(f"wrote {args.output} ({len(rows)} masses, {elapsed:.0f} s)")
+    if args.output == OUTPUT:
+        plot(args.figure)
+
+
+def plot(path):
+    """σ(g'=1) against M_Z', and the (g−2)_μ band with the σ → g' conversion."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from diffana.physics.theory import (
+        coupling_upper_limit, g_minus_2_band, zprime_cross_section_table)
+
+    table = zprime_cross_section_table()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.0, 3.2), dpi=90)
+    left.errorbar(table["mass"], table["sigma_fb"], yerr=table["sigma_error_fb"], fmt=".",
+                  ms=3)
+    left.set(xscale="log", yscale="log", xlabel="$M_{Z'}$ [GeV]",
+             ylabel=r"$\sigma(e^+e^-\to\mu^+\mu^-Z')$ [fb], $g'=1$")
+    left.grid(alpha=0.3)
+    mass = np.geomspace(0.01, 10.0, 200)
+    low, high = g_minus_2_band(mass)
+    right.fill_between(mass, low, high, color="tab:green", alpha=0.4,
+                       label=r"$(g-2)_\mu$ 2021, $\pm2\sigma$")
+    for sigma_ul in (1.0, 10.0):
+        right.plot(mass, coupling_upper_limit(sigma_ul, mass), label=f"$\\sigma_{{UL}}$ = {sigma_ul:g} fb")
+    right.set(xscale="log", yscale="log", xlabel="$M_{Z'}$ [GeV]", ylabel="$g'$")
+    right.legend(fontsize=7)
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

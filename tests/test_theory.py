@@ -413,7 +413,7 @@ def test_coupling_upper_limit_inverts_cross_section():
     g = T.coupling_upper_limit(sigma_ul, mass, branching)
     np.testing.assert_allclose(g**2 * T.zprime_cross_section(mass) * branching, sigma_ul,
                                rtol=1e-12)
-    np.testing.assert_allclose(T.coupling_upper_limit(sigma_ul, mass) * jnp.sqrt(branching),
+    np.testing.assert_allclose(T.coupling_upper_limit(sigma_ul, mass) / jnp.sqrt(branching),
                                g, rtol=1e-12)
     with pytest.raises(ValueError, match="sigma_upper_limit_fb must be positive"):
         T.coupling_upper_limit(-1.0, 1.0)
