@@ -137,6 +137,18 @@ def test_nonfinite_loss_raises_named_step(problem):
         train(loss, net, events, n_steps=5, progress=False)
 
 
+def test_nonfinite_gradient_raises_named_step(problem):
+    events, net = problem
+
+    def loss(params, batch, step):
+        # finite value, NaN gradient from step 1 on (sqrt at 0 with a zero factor)
+        return bce(params, batch) + jnp.where(step >= 1, 0.0, 1.0) * jnp.sqrt(
+            0.0 * params.layers[0].bias[0])
+
+    with pytest.raises(FloatingPointError, match="gradient is not finite at step"):
+        train(loss, net, events, n_steps=3, progress=False)
+
+
 def test_bad_arguments(problem):
     events, net = problem
     with pytest.raises(ValueError, match="batch_size"):

@@ -189,8 +189,10 @@ def _train_step(loss_fn, optimizer, static, takes_step, n_events, batch_size,
         return loss_fn(p, batch, step=step) if takes_step else loss_fn(p, batch)
 
     loss, grads = jax.value_and_grad(f)(diff)
+    grads_finite = jnp.all(jnp.asarray(
+        [jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)] or [True]))
     updates, new_state = optimizer.update(grads, opt_state, diff)
-    return optax.apply_updates(diff, updates), new_state, loss
+    return optax.apply_updates(diff, updates), new_state, loss, grads_finite
 
 
 def _takes_step(fn) -> bool:
@@ -260,8 +262,8 @@ def train(
     callback : callable, optional
         ``callback(step, params, loss)`` after each step (may raise to stop).
 
-    A non-finite loss raises a FloatingPointError naming the step, without applying the
-    update. Returns a :class:`TrainResult`.
+    A non-finite loss or gradient raises a FloatingPointError naming the step, without
+    applying the update. Returns a :class:`TrainResult`.
     """
     if n_steps < 0:
         raise ValueError(f"train: n_steps must be >= 0, got {n_steps}")
@@ -309,12 +311,15 @@ def train(
     bar = _progress_bar(progress, n_steps, step)
     try:
         while step < n_steps:
-            new_diff, new_state, loss = step_fn(diff, opt_state, data, key_arr, jnp.asarray(step))
+            new_diff, new_state, loss, grads_finite = step_fn(
+                diff, opt_state, data, key_arr, jnp.asarray(step))
             loss = float(loss)
-            if not math.isfinite(loss):
+            if not math.isfinite(loss) or not bool(grads_finite):
+                what = f"loss is {loss}" if not math.isfinite(loss) else "gradient is not finite"
                 raise FloatingPointError(
-                    f"train: loss is {loss} at step {step}; the update was not applied. "
-                    "Check for empty selections/bins, NaN inputs or a too large learning rate."
+                    f"train: {what} at step {step}; the update was not applied. Check for "
+                    "selections that remove every event (weights underflowing to 0), NaN "
+                    "inputs or a too large learning rate."
                 )
             history.step.append(step)
             history.loss.append(loss)
