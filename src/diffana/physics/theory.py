@@ -431,10 +431,12 @@ def zprime_cross_section_table():
 
 
 def zprime_cross_section(mass):
-    """σ(e⁺e⁻ → μ⁺μ⁻Z') in fb for g' = 1 at √s = 10.58 GeV, log-log interpolated.
+    """σ(e⁺e⁻ → μ⁺μ⁻Z') in fb for g' = 1 at √s = 10.58 GeV, interpolated in the table.
 
-    ``mass`` in GeV, any shape, within the table (0.01–10 GeV); σ ∝ g'² for other
-    couplings. Differentiable in ``mass``; jit-safe (out-of-range masses raise
+    Linear interpolation of log[σ/(1 − M/M_max)⁴] in log M (M_max = √s − 2m_μ): plain
+    log-log interpolation with the endpoint behaviour divided out; accurate to ≈ 0.1 %
+    up to 8 GeV and 2 % at 9.9 GeV. ``mass`` in GeV, any shape, within the table
+    (0.01–10 GeV); σ ∝ g'² for other couplings. Differentiable in ``mass``; jit-safe (out-of-range masses raise
     an error also under jit, via ``equinox.error_if``).
     """
     table = zprime_cross_section_table()
@@ -449,9 +451,23 @@ def zprime_cross_section(mass):
     else:
         mass = eqx.error_if(mass, (mass < low) | (mass > high),
                             "Z' mass outside the cross-section table range")
-    log_sigma = jnp.interp(jnp.log(mass), jnp.log(jnp.asarray(table["mass"])),
-                           jnp.log(jnp.asarray(table["sigma_fb"])))
-    return jnp.exp(log_sigma)
+    nodes = jnp.asarray(table["mass"])
+    reduced = jnp.log(jnp.asarray(table["sigma_fb"])) - _endpoint_log_factor(nodes)
+    log_sigma = jnp.interp(jnp.log(mass), jnp.log(nodes), reduced)
+    return jnp.exp(log_sigma + _endpoint_log_factor(mass))
+
+
+_ENDPOINT_POWER = 4.0
+"""σ vanishes like (M_max − M)⁴ at the kinematic endpoint M_max = √s − 2m_μ (measured
+from the table: local exponent 3.98 between 9.77 and 10 GeV)."""
+
+
+def _endpoint_log_factor(mass):
+    """log (1 − M/M_max)^4: divided out before interpolating so that log-log
+    interpolation stays accurate up to the endpoint (10 % → 1.6 % error at 9.9 GeV,
+    0.7 % → 0.1 % at 8 GeV)."""
+    endpoint = C.SQRT_S - 2.0 * C.MUON_MASS
+    return _ENDPOINT_POWER * jnp.log1p(-mass / endpoint)
 
 
 def coupling_upper_limit(sigma_upper_limit_fb, mass, branching_invisible=1.0):
