@@ -115,7 +115,7 @@ def evaluate(net, events: Events):
     return jnp.concatenate([cls[None], band])
 
 
-def run(steps: int = 300, n_train: int = 4000, n_test: int = 20000, seed: int = 0,
+def run(steps: int = 200, n_train: int = 4000, n_test: int = 20000, seed: int = 0,
         progress: bool = True):
     """Train (a), (b), (c) from the same initial network; return results per method."""
     train_events = make_blobs(n_train, seed)
@@ -168,7 +168,7 @@ def plot(results, path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300, help="optimiser steps per method")
+    parser.add_argument("--steps", type=int, default=200, help="optimiser steps per method")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("outputs/neos_blobs_training.png"))
     parser.add_argument("--no-progress", action="store_true")
