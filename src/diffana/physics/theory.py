@@ -502,14 +502,15 @@ def sample_signal_cm(
     ``key``: PRNG key; ``n`` (static): number of events; ``mass``: Z' mass (GeV);
     ``sqrt_s``: CM energy (GeV). The e⁻ beam is along +z. Returns a dict of
     ``(n, 4)`` (E, px, py, pz) arrays in GeV: ``"mu_plus"``, ``"mu_minus"``,
-    ``"zprime"``, plus ``"weight"`` (fb per event, mean = σ for g'=1).
+    ``"zprime"``, plus ``"weight"`` (fb, for g' = 1; normalised so that
+    mean(weight) estimates σ — scale by L/n for expected yields at luminosity L).
 
     ``unweighted=True``: accept–reject against ``max_weight`` (fb); by default a
     pilot run of ``pilot_events`` sets it to 1.5 × its largest weight (the weights
     of the importance sampler are bounded; docs/theory.md gives the fraction of
     events above the envelope). Rounds of ``oversampling·n`` candidates run until
-    ``n`` are accepted; all weights are then σ/n — ``"weight"`` holds the pilot's
-    σ/n. ``unweighted=False``: importance-sampled events with their weights.
+    ``n`` are accepted; every event then carries the same weight, the pilot's σ
+    estimate. ``unweighted=False``: importance-sampled events with their weights.
     Jit-able with ``n``, ``unweighted``, ``pilot_events``, ``oversampling`` static.
     """
     _check_positive("Z' mass", mass)
