@@ -1,0 +1,307 @@
+"""TOML configuration of the Z'→invisible analysis: loading and up-front validation.
+
+A config has the tables ``[analysis]``, ``[samples]``, ``[templates]``,
+``[systematics]``, ``[training]`` and an optional ``[quick]`` table whose sub-tables
+override keys of the others for ``--quick``. Every key has a default (the shipped
+79.7 fb⁻¹ config), so a user file only lists what it changes. :func:`load_config`
+checks the *whole* config — unknown keys, types, ranges, mass range, ROOT files and
+their branches — before anything long runs, and raises :class:`ConfigError` (one line
+naming the key) on the first problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+SHIPPED_CONFIGS = {
+    "belle2_2019_2020": "belle2_2019_2020.toml",
+    "belle2_2018_pilot": "belle2_2018_pilot.toml",
+}
+"""Names of the configs shipped with diffana (``--config NAME`` or a path)."""
+
+MASS_RANGE = (0.01, 10.0)
+"""GeV: Z' masses the signal generator and cross-section table cover."""
+
+BACKGROUND_PROCESSES = ("mumu", "tautau", "eemumu")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the key at fault in the message."""
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Luminosity (fb⁻¹), trigger opening (deg), mass scan (GeV) and confidence level."""
+
+    luminosity: float = 79.7
+    min_muon_delta_phi: float = 90.0
+    mass_min: float = 0.01
+    mass_max: float = 8.5
+    mass_step: float = 1.0
+    n_masses: int = 0
+    cl: float = 0.90
+
+
+@dataclass(frozen=True)
+class SamplesConfig:
+    """Where events come from: the built-in generator or ROOT files (backgrounds)."""
+
+    source: str = "generator"
+    background_events: int = 1_000_000
+    signal_events_per_mass: int = 8000
+    train_fraction: float = 0.5
+    files: dict = field(default_factory=dict)
+    tree: str = "tree"
+    branch_map: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TemplatesConfig:
+    """2D template binning: M²_rec window (bins of one resolution) × θ_rec^CM (deg)."""
+
+    window_bins: int = 20
+    theta_bins: int = 3
+    theta_min: float = 0.0
+    theta_max: float = 180.0
+
+
+@dataclass(frozen=True)
+class SystematicsConfig:
+    """Relative systematic uncertainties (PHYSICS.md), by M²_rec range (GeV²)."""
+
+    range_edges: tuple = (9.0, 36.0)
+    signal_efficiency: tuple = (0.027, 0.065, 0.083)
+    signal_shape: float = 0.10
+    background_shape: tuple = (0.032, 0.086, 0.25)
+    photon_veto_below: float = 0.34
+    photon_veto_above: float = 0.05
+    photon_veto_boundary: float = 1.0
+    luminosity: float = 0.01
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Training of the network selections (steps, learning rate, subsets)."""
+
+    n_masses: int = 8
+    max_events: int = 20000
+    hidden: tuple = (8, 4)
+    bce_steps: int = 300
+    punzi_steps: int = 150
+    limit_steps: int = 60
+    learning_rate: float = 0.01
+    punzi_window: float = 2.0
+    n_thresholds: int = 12
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole analysis configuration (see the module docstring)."""
+
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    samples: SamplesConfig = field(default_factory=SamplesConfig)
+    templates: TemplatesConfig = field(default_factory=TemplatesConfig)
+    systematics: SystematicsConfig = field(default_factory=SystematicsConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    source: str = "<defaults>"
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON-serialisable) of every setting."""
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {
+    "analysis": AnalysisConfig,
+    "samples": SamplesConfig,
+    "templates": TemplatesConfig,
+    "systematics": SystematicsConfig,
+    "training": TrainingConfig,
+}
+
+
+def _convert(section: str, name: str, value: Any, default: Any, where: str):
+    key = f"{where}: [{section}] {name}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{key} must be a list of numbers, got {value!r}")
+        return tuple(value)
+    if isinstance(default, dict):
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ConfigError(f"{key} must be a table of strings, got {value!r}")
+        return dict(value)
+    raise AssertionError(f"no converter for {key}")  # pragma: no cover
+
+
+def _section(name: str, cls, table: Any, where: str):
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [{name}] must be a table, got {table!r}")
+    defaults = cls()
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown} in [{name}]; known keys: {sorted(known)}")
+    values = {k: _convert(name, k, v, getattr(defaults, k), where) for k, v in table.items()}
+    return dataclasses.replace(defaults, **values)
+
+
+def _merge(base: dict, overrides: dict, where: str) -> dict:
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for name, table in overrides.items():
+        if name not in _SECTIONS:
+            raise ConfigError(f"{where}: unknown table [quick.{name}]; known: {sorted(_SECTIONS)}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [quick.{name}] must be a table")
+        merged.setdefault(name, {}).update(table)
+    return merged
+
+
+def resolve_config_path(path_or_name: str | Path | None) -> Path:
+    """A config file path: ``None`` → the shipped 79.7 fb⁻¹ config, a shipped name
+    (:data:`SHIPPED_CONFIGS`) or a path to a TOML file."""
+    if path_or_name is None:
+        path_or_name = "belle2_2019_2020"
+    if str(path_or_name) in SHIPPED_CONFIGS:
+        return Path(str(resources.files(__package__) / "configs" / SHIPPED_CONFIGS[str(path_or_name)]))
+    path = Path(path_or_name)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found (shipped configs: {sorted(SHIPPED_CONFIGS)})")
+    return path
+
+
+def load_config(path_or_name: str | Path | None = None, *, quick: bool = False, overrides: dict | None = None) -> Config:
+    """Read, merge (``[quick]`` when ``quick``, then ``overrides``) and validate a config.
+
+    ``overrides``: ``{table: {key: value}}`` applied last (tests, scripting). Raises
+    :class:`ConfigError` naming the file and key on any problem, including missing
+    ROOT files or branches, so the run fails before any long computation.
+    """
+    path = resolve_config_path(path_or_name)
+    where = str(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{where}: not valid TOML ({error})") from None
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"quick"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown table(s) {unknown}; known: {sorted([*_SECTIONS, 'quick'])}")
+    quick_table = raw.pop("quick", {})
+    if not isinstance(quick_table, dict):
+        raise ConfigError(f"{where}: [quick] must be a table")
+    merged_quick = _merge(raw, quick_table, where)  # validated even without --quick
+    if quick:
+        raw = merged_quick
+    if overrides:
+        raw = _merge(raw, overrides, f"{where} (overrides)")
+    sections = {name: _section(name, cls, raw.get(name, {}), where) for name, cls in _SECTIONS.items()}
+    for name, cls in _SECTIONS.items():  # the [quick] values must be valid too
+        _section(name, cls, merged_quick.get(name, {}), f"{where} [quick]")
+    config = Config(**sections, source=where)
+    validate(config, base_dir=path.parent)
+    return config
+
+
+def _require(condition: bool, message: str):
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(config: Config, base_dir: Path | None = None) -> None:
+    """Check ranges and cross-key consistency; open ROOT files and check branches."""
+    w = config.source
+    a, s, t, y, tr = config.analysis, config.samples, config.templates, config.systematics, config.training
+    _require(a.luminosity > 0, f"{w}: [analysis] luminosity must be positive (fb^-1), got {a.luminosity}")
+    for key in ("mass_min", "mass_max"):
+        m = getattr(a, key)
+        _require(
+            MASS_RANGE[0] <= m <= MASS_RANGE[1],
+            f"{w}: [analysis] {key} = {m} GeV is outside the range {MASS_RANGE[0]}-{MASS_RANGE[1]} GeV",
+        )
+    _require(a.mass_min < a.mass_max, f"{w}: [analysis] mass_min ({a.mass_min}) must be below mass_max ({a.mass_max})")
+    _require(a.mass_step > 0, f"{w}: [analysis] mass_step must be positive")
+    _require(a.n_masses >= 0 and a.n_masses != 1, f"{w}: [analysis] n_masses must be 0 (all) or >= 2")
+    _require(0 < a.cl < 1, f"{w}: [analysis] cl must lie in (0, 1), got {a.cl}")
+    _require(0 <= a.min_muon_delta_phi < 180, f"{w}: [analysis] min_muon_delta_phi must be in [0, 180) deg")
+    _require(s.source in ("generator", "root"), f"{w}: [samples] source must be 'generator' or 'root', got {s.source!r}")
+    _require(s.background_events >= 100, f"{w}: [samples] background_events must be >= 100")
+    _require(s.signal_events_per_mass >= 100, f"{w}: [samples] signal_events_per_mass must be >= 100")
+    _require(0 < s.train_fraction < 1, f"{w}: [samples] train_fraction must lie in (0, 1)")
+    _require(t.window_bins >= 4, f"{w}: [templates] window_bins must be >= 4")
+    _require(1 <= t.theta_bins <= 10, f"{w}: [templates] theta_bins must be 1-10")
+    _require(0 <= t.theta_min < t.theta_max <= 180, f"{w}: [templates] need 0 <= theta_min < theta_max <= 180 deg")
+    _require(len(y.range_edges) == 2 and y.range_edges[0] < y.range_edges[1],
+             f"{w}: [systematics] range_edges must be two increasing M2 values (GeV^2)")
+    for key in ("signal_efficiency", "background_shape"):
+        values = getattr(y, key)
+        _require(len(values) == 3 and all(0 <= v < 1 for v in values),
+                 f"{w}: [systematics] {key} must list 3 relative uncertainties in [0, 1)")
+    for key in ("signal_shape", "photon_veto_below", "photon_veto_above", "luminosity"):
+        _require(0 <= getattr(y, key) < 1, f"{w}: [systematics] {key} must lie in [0, 1)")
+    _require(tr.n_masses >= 1, f"{w}: [training] n_masses must be >= 1")
+    _require(tr.max_events >= 100, f"{w}: [training] max_events must be >= 100")
+    _require(len(tr.hidden) >= 1 and all(int(h) == h and h >= 1 for h in tr.hidden),
+             f"{w}: [training] hidden must list positive layer widths")
+    for key in ("bce_steps", "punzi_steps", "limit_steps"):
+        _require(getattr(tr, key) >= 0, f"{w}: [training] {key} must be >= 0")
+    _require(tr.learning_rate > 0, f"{w}: [training] learning_rate must be positive")
+    _require(tr.punzi_window > 0, f"{w}: [training] punzi_window must be positive")
+    _require(tr.n_thresholds >= 2, f"{w}: [training] n_thresholds must be >= 2")
+    if s.source == "root":
+        _validate_root_files(config, base_dir or Path("."))
+    elif s.files:
+        raise ConfigError(f"{w}: [samples] files given but source = 'generator' (set source = 'root')")
+
+
+def root_file_paths(config: Config, base_dir: Path) -> dict[str, Path]:
+    """Background process → ROOT file path (relative paths from the config's folder)."""
+    return {p: (Path(f) if Path(f).is_absolute() else base_dir / f) for p, f in config.samples.files.items()}
+
+
+def _validate_root_files(config: Config, base_dir: Path) -> None:
+    from diffana.analyses.zprime_invisible.samples import REQUIRED_FEATURES
+
+    w = config.source
+    files = config.samples.files
+    unknown = sorted(set(files) - set(BACKGROUND_PROCESSES))
+    _require(not unknown, f"{w}: [samples] files: unknown process(es) {unknown}; known: {list(BACKGROUND_PROCESSES)}")
+    missing = [p for p in BACKGROUND_PROCESSES if p not in files]
+    _require(not missing, f"{w}: [samples] files: no ROOT file for {missing}")
+    import uproot
+
+    for process, path in root_file_paths(config, base_dir).items():
+        _require(path.is_file(), f"{w}: [samples] files.{process}: ROOT file {str(path)!r} not found")
+        try:
+            with uproot.open(path) as handle:
+                if config.samples.tree not in handle:
+                    raise ConfigError(f"{w}: [samples] tree {config.samples.tree!r} not in {str(path)!r} (has {sorted(handle.keys())})")
+                branches = set(handle[config.samples.tree].keys())
+        except ConfigError:
+            raise
+        except Exception as error:  # noqa: BLE001 - any unreadable file is a config problem
+            raise ConfigError(f"{w}: [samples] files.{process}: cannot read {str(path)!r} ({error})") from None
+        mapping = config.samples.branch_map
+        absent = sorted(b for b in mapping if b not in branches)
+        _require(not absent, f"{w}: [samples] branch_map: branch(es) {absent} not in {str(path)!r} ({process})")
+        provided = {mapping.get(b, b) for b in branches}
+        lacking = sorted(set(REQUIRED_FEATURES) - provided)
+        _require(not lacking, f"{w}: [samples] {str(path)!r} ({process}) lacks feature(s) {lacking} after the branch_map")

@@ -1,0 +1,182 @@
+"""Event samples of the Z'→invisible analysis: generation or ROOT input, preselection,
+mass hypotheses, the train/held-out split and the pseudo-data.
+
+Units: masses GeV, M²_rec GeV², angles deg, luminosity fb⁻¹. Background events carry
+``weight`` = expected events at the analysis luminosity; signal events carry
+``weight`` = (efficiency × luminosity) per event in fb⁻¹, so a signal template times
+the POI σ (fb) gives expected events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from diffana.analyses.zprime_invisible.config import BACKGROUND_PROCESSES, Config, root_file_paths
+from diffana.physics import features as _features
+
+PUNZI_FEATURES = (
+    "muon_pt_wrt_thrust_cm",
+    "hard_muon_pt_wrt_soft_cm",
+    "hard_muon_pl_wrt_soft_cm",
+    "dimuon_pt_cm",
+)
+"""The four CM features of the Punzi-net selection (GeV)."""
+
+TAU_PLANE_FEATURES = ("recoil_pt_wrt_muon1_cm", "recoil_pt_wrt_muon2_cm")
+"""The 2018 τ-suppression plane: recoil pT w.r.t. each muon (GeV, CM)."""
+
+FIT_FEATURES = ("recoil_mass_squared", "recoil_theta_cm")
+"""The fitted variables: M²_rec (GeV²) × θ_rec^CM (deg)."""
+
+ANALYSIS_FEATURES = FIT_FEATURES + PUNZI_FEATURES + TAU_PLANE_FEATURES
+REQUIRED_FEATURES = tuple(dict.fromkeys(ANALYSIS_FEATURES + _features._PRESELECTION_INPUTS + ("weight",)))
+"""Columns a ROOT background file must provide (after the branch map)."""
+
+RESOLUTION_MASSES = np.array([0.1, 0.5, 1.0, 1.3, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
+RESOLUTION_SIGMAS = np.array([0.234, 0.262, 0.287, 0.339, 0.311, 0.271, 0.262, 0.243, 0.196, 0.158, 0.096, 0.050, 0.046])
+"""σ(M²_rec) of the signal peak (GeV²) against M_Z' (GeV), PHYSICS.md table."""
+
+
+def recoil_mass_squared_resolution(mass) -> np.ndarray:
+    """σ(M²_rec) in GeV² at Z' mass ``mass`` (GeV): linear interpolation of the
+    PHYSICS.md table, constant beyond its ends."""
+    return np.interp(np.asarray(mass, float), RESOLUTION_MASSES, RESOLUTION_SIGMAS)
+
+
+def mass_hypotheses(mass_min: float, mass_max: float, step: float = 1.0, n_masses: int = 0) -> np.ndarray:
+    """Z' masses (GeV) from ``mass_min`` to ``mass_max`` spaced by ``step`` resolution
+    units in M² (m²_{k+1} = m²_k + step·σ(m_k)); ``n_masses`` > 0 picks that many,
+    evenly spread over the scan (always including both ends)."""
+    masses = [mass_min]
+    while True:
+        m2 = masses[-1] ** 2 + step * float(recoil_mass_squared_resolution(masses[-1]))
+        if m2 > mass_max**2:
+            break
+        masses.append(float(np.sqrt(m2)))
+    masses = np.array(masses)
+    if n_masses and n_masses < masses.size:
+        masses = masses[np.unique(np.round(np.linspace(0, masses.size - 1, n_masses)).astype(int))]
+    return masses
+
+
+@dataclass
+class AnalysisSamples:
+    """Preselected events split into training and held-out halves.
+
+    ``background_*``: dict feature → (N,) numpy arrays incl. ``weight`` (events) and
+    ``process`` (1 mumu, 2 tautau, 3 eemumu). ``signal_*``: dict feature → (M, n)
+    arrays, one row per hypothesis in ``masses`` (GeV); ``weight`` in fb⁻¹ (ε·L per
+    event), 0 for padding. Each half's weights are scaled to the full sample.
+    ``pseudo_data``: held-out-like background events drawn (Poisson) from the
+    background model; each has weight 1.
+    """
+
+    masses: np.ndarray
+    background_train: dict
+    background_test: dict
+    signal_train: dict
+    signal_test: dict
+    pseudo_data: dict
+    luminosity: float
+    generated: dict
+
+
+def _keep(sample: dict, mask: np.ndarray) -> dict:
+    return {k: np.asarray(sample[k])[mask] for k in (*ANALYSIS_FEATURES, "weight")}
+
+
+def _split(sample: dict, fraction: float, rng: np.random.Generator) -> tuple[dict, dict]:
+    n = sample["weight"].size
+    is_train = rng.uniform(size=n) < fraction
+    train = {k: v[is_train] for k, v in sample.items()}
+    test = {k: v[~is_train] for k, v in sample.items()}
+    train["weight"] = train["weight"] / fraction
+    test["weight"] = test["weight"] / (1.0 - fraction)
+    return train, test
+
+
+def _pad_stack(samples: list[dict]) -> dict:
+    width = max(1, max(s["weight"].size for s in samples))
+    out = {}
+    for key in samples[0]:
+        block = np.zeros((len(samples), width))
+        for i, s in enumerate(samples):
+            block[i, : s[key].size] = s[key]
+        out[key] = block
+    return out
+
+
+def _concatenate(samples: dict[str, dict]) -> dict:
+    from diffana.physics.generator import PROCESS_LABELS
+
+    out = {k: np.concatenate([s[k] for s in samples.values()]) for k in next(iter(samples.values()))}
+    out["process"] = np.concatenate([np.full(s["weight"].size, PROCESS_LABELS[p]) for p, s in samples.items()])
+    return out
+
+
+def draw_pseudo_data(background: dict, rng: np.random.Generator) -> dict:
+    """Pseudo-data events: N ~ Poisson(Σw), events drawn with probability ∝ w
+    (with replacement) from the weighted ``background``; each gets weight 1."""
+    weight = background["weight"]
+    n = rng.poisson(weight.sum())
+    index = rng.choice(weight.size, size=n, p=weight / weight.sum())
+    data = {k: v[index] for k, v in background.items()}
+    data["weight"] = np.ones(n)
+    return data
+
+
+def make_samples(config: Config, seed: int, progress: Callable[[str, float], None] | None = None) -> AnalysisSamples:
+    """Generate (or read) and preselect every sample for ``config``; ``seed`` fixes
+    generation, the split and the pseudo-data. ``progress(label, fraction_done)``."""
+    from diffana.physics.generator import cross_section, generate
+
+    a, s = config.analysis, config.samples
+    report = progress or (lambda label, fraction: None)
+    masses = mass_hypotheses(a.mass_min, a.mass_max, a.mass_step, a.n_masses)
+    rng = np.random.default_rng([seed, 20261122])
+    n_jobs = len(BACKGROUND_PROCESSES) + masses.size
+    done = 0
+    backgrounds, generated = {}, {}
+    for process_index, process in enumerate(BACKGROUND_PROCESSES):
+        report(f"background {process}", done / n_jobs)
+        if s.source == "root":
+            from diffana.io import read_sample
+
+            path = root_file_paths(config, Path(config.source).parent)[process]
+            sample = read_sample(path, s.tree, branch_map=s.branch_map or None)
+        else:
+            sample = generate(process, a.luminosity, n_events=s.background_events, seed=seed * 100 + process_index,
+                              chunk_size=min(s.background_events, 2**16))
+        generated[process] = int(sample["weight"].size)
+        backgrounds[process] = _keep(sample, np.asarray(_features.preselection(sample, a.min_muon_delta_phi)))
+        done += 1
+    background = _concatenate(backgrounds)
+    background_train, background_test = _split(background, s.train_fraction, rng)
+    signal_train, signal_test = [], []
+    for k, mass in enumerate(masses):
+        report(f"signal {mass:.3f} GeV", done / n_jobs)
+        sample = generate("signal", a.luminosity, n_events=s.signal_events_per_mass, mass=float(mass),
+                          seed=seed * 100 + 10 + k, chunk_size=s.signal_events_per_mass)
+        sample["weight"] = sample["weight"] / cross_section("signal", float(mass))  # fb⁻¹ per event
+        kept = _keep(sample, np.asarray(_features.preselection(sample, a.min_muon_delta_phi)))
+        train, test = _split(kept, s.train_fraction, rng)
+        signal_train.append(train)
+        signal_test.append(test)
+        done += 1
+    generated["signal_per_mass"] = s.signal_events_per_mass
+    report("pseudo-data", 1.0)
+    pseudo = draw_pseudo_data(background_test, rng)
+    return AnalysisSamples(
+        masses=masses,
+        background_train=background_train,
+        background_test=background_test,
+        signal_train=_pad_stack(signal_train),
+        signal_test=_pad_stack(signal_test),
+        pseudo_data=pseudo,
+        luminosity=a.luminosity,
+        generated=generated,
+    )

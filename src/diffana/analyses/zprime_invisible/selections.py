@@ -1,0 +1,146 @@
+"""The four selections compared on the same events and the same fit.
+
+(a) ``cut_based``: the 2018 τ suppression — keep events whose recoil is away from
+    both muons, min(p_T,rec w.r.t. μ1, p_T,rec w.r.t. μ2) > t (GeV, CM).
+(b) ``mlp_bce``: a 4-8-4-1 tanh MLP on the four Punzi-net features trained with
+    class-balanced BCE.
+(c) ``punzi_net``: (b)'s network fine-tuned on the Punzi loss averaged over the
+    training masses, the output a soft per-event weight.
+(d) ``end_to_end``: (b)'s network fine-tuned on the mean log median expected σ_UL
+    over the training masses, full likelihood with every systematic (soft weights →
+    templates → model built inside the vmapped, differentiated function).
+
+One (not mass-parametrised) network: Punzi-net's recipe uses one network for all
+masses, and sharing the architecture and starting point makes (b)–(d) differ only in
+the training objective — the comparison the analysis is about. For evaluation every
+selection becomes a hard cut on its score, with the cut value chosen on the training
+events by the same mean-log-expected-limit scan (:func:`optimise_cut`).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from diffana import objectives
+from diffana.analyses.zprime_invisible.fit import expected_median_limit
+from diffana.analyses.zprime_invisible.samples import PUNZI_FEATURES, TAU_PLANE_FEATURES
+from diffana.analyses.zprime_invisible.templates import analysis_templates
+from diffana.selection import MLP, Standardisation
+from diffana.train import train
+
+SELECTION_NAMES = ("cut_based", "mlp_bce", "punzi_net", "end_to_end")
+SELECTION_LABELS = {
+    "cut_based": "(a) cut-based (2018 τ plane)",
+    "mlp_bce": "(b) MLP, BCE",
+    "punzi_net": "(c) Punzi-net",
+    "end_to_end": "(d) end to end (expected limit)",
+}
+
+
+def tau_plane_score(features) -> np.ndarray:
+    """(a)'s score: min of the recoil p_T w.r.t. muon1 and muon2 (GeV, CM)."""
+    return np.minimum(np.asarray(features[TAU_PLANE_FEATURES[0]]), np.asarray(features[TAU_PLANE_FEATURES[1]]))
+
+
+def _flat(signal: dict, names) -> dict:
+    return {n: jnp.asarray(signal[n]).reshape(-1) for n in names}
+
+
+def network_scores(net: MLP, events: dict) -> np.ndarray:
+    """Network output in (0, 1) for (N,) or (M, n) feature columns (same shape back)."""
+    shape = np.shape(events[PUNZI_FEATURES[0]])
+    return np.asarray(net(_flat(events, PUNZI_FEATURES))).reshape(shape)
+
+
+def make_network(background: dict, hidden, seed: int) -> MLP:
+    """The Punzi-net MLP (tanh, sigmoid output), inputs scaled to [0, 1] on ``background``."""
+    scaling = Standardisation.fit({n: background[n] for n in PUNZI_FEATURES}, PUNZI_FEATURES, method="min_max")
+    return MLP(scaling, hidden=tuple(int(h) for h in hidden), activation=jnp.tanh, key=jax.random.key(seed))
+
+
+def training_data(background: dict, signal: dict, centres_m2, widths, max_events: int, seed: int) -> dict:
+    """A fixed random subset of ``max_events`` background events (weights rescaled per
+    process to the full yields) and the training hypotheses' signal, as a JAX pytree."""
+    rng = np.random.default_rng([seed, 7])
+    n = background["weight"].size
+    index = np.sort(rng.choice(n, size=min(n, max_events), replace=False))
+    sub = {k: np.asarray(v)[index] for k, v in background.items()}
+    for label in np.unique(background["process"]):
+        full = background["weight"][background["process"] == label].sum()
+        mine = sub["process"] == label
+        if mine.any():
+            sub["weight"][mine] *= full / sub["weight"][mine].sum()
+    as_jax = lambda d: {k: jnp.asarray(v) for k, v in d.items()}  # noqa: E731
+    return {"background": as_jax(sub), "signal": as_jax(signal),
+            "centres_m2": jnp.asarray(centres_m2), "widths": jnp.asarray(widths)}
+
+
+def _net_on(net, data):
+    b = net(data["background"])
+    s = net(_flat(data["signal"], PUNZI_FEATURES)).reshape(data["signal"]["weight"].shape)
+    return s, b
+
+
+def bce_loss(net, data):
+    """Class-balanced BCE of the network (signal of all training masses vs background)."""
+    b_logit = net.logit(data["background"])
+    s_logit = net.logit(_flat(data["signal"], PUNZI_FEATURES))
+    logits = jnp.concatenate([s_logit, b_logit])
+    labels = jnp.concatenate([jnp.ones_like(s_logit), jnp.zeros_like(b_logit)])
+    weights = jnp.concatenate([data["signal"]["weight"].reshape(-1), data["background"]["weight"]])
+    return objectives.binary_cross_entropy(logits, labels, weights, balanced=True, from_logits=True)
+
+
+def punzi_loss(net, data, luminosity: float, window: float):
+    """Mean over training masses of Punzi's s_min (fb) with soft efficiencies, each mass
+    in its M² window of ± ``window`` resolutions."""
+    s_sel, b_sel = _net_on(net, data)
+    centres, widths = data["centres_m2"], data["widths"]
+    s_in = jnp.abs(data["signal"]["recoil_mass_squared"] - centres[:, None]) < window * widths[:, None]
+    efficiency = (data["signal"]["weight"] * s_sel * s_in).sum(axis=1) / luminosity
+    b_m2 = data["background"]["recoil_mass_squared"]
+    b_in = jnp.abs(b_m2[None, :] - centres[:, None]) < window * widths[:, None]
+    background = (b_in * (data["background"]["weight"] * b_sel)[None, :]).sum(axis=1)
+    return objectives.punzi_sensitivity(efficiency, background, luminosity).mean()
+
+
+def limit_loss(net, data, *, theta_edges, n_window, systematics, luminosity_uncertainty, cl):
+    """Mean over training masses of log median expected σ_UL (fb), all systematics."""
+    s_sel, b_sel = _net_on(net, data)
+    t = analysis_templates(data["centres_m2"], data["widths"], data["signal"], s_sel, data["background"], b_sel,
+                           theta_edges, n_window, systematics, data["sigma_ref"])
+    limits = jax.vmap(lambda tk: expected_median_limit(tk, luminosity_uncertainty, cl))(t)
+    return jnp.mean(jnp.log(limits))
+
+
+def fit_network(loss_fn: Callable, net: MLP, data: dict, n_steps: int, learning_rate: float, seed: int):
+    """Adam on ``loss_fn(net, data)`` for ``n_steps`` (full batch) with diffana.train;
+    returns (trained network, History)."""
+    if n_steps == 0:
+        from diffana.train import History
+
+        return net, History()
+    # the training pytree mixes event axes (background N, signal M × n), so it is
+    # closed over rather than minibatched by train()
+    result = train(lambda params, _: loss_fn(params, data), net, jnp.zeros(1), n_steps=n_steps,
+                   optimizer=optax.adam(learning_rate), seed=seed, progress=True)
+    return result.params, result.history
+
+
+def optimise_cut(score_signal, signal_valid, score_background, evaluate: Callable, n_thresholds: int):
+    """Hard cut ``score > t`` minimising ``evaluate(signal_mask, background_mask)`` (the
+    mean log expected limit on training events); t runs over the 0–80% quantiles of
+    the (valid, non-padding) signal score. Returns (best t, [thresholds; objective])."""
+    score_signal = np.asarray(score_signal)
+    thresholds = np.unique(np.quantile(score_signal[signal_valid], np.linspace(0.0, 0.8, n_thresholds)))
+    # the lowest threshold keeps every event: t slightly below the minimum
+    thresholds[0] = np.nextafter(thresholds[0], -np.inf)
+    values = np.array([evaluate((score_signal > t) & signal_valid, np.asarray(score_background) > t)
+                       for t in thresholds])
+    values = np.where(np.isfinite(values), values, np.inf)
+    return float(thresholds[int(np.argmin(values))]), np.stack([thresholds, values])
