@@ -245,6 +245,19 @@ def test_signal_is_weighted_to_theory_cross_section():
     assert 0.1 < efficiency < 0.6  # before the MLP; ≈5% after it in the paper
 
 
+@pytest.mark.slow  # a separate compilation of the per-event (vmapped) theory sampler
+def test_signal_with_isr_has_a_radiative_tail():
+    plain = generate("signal", n_events=N_EVENTS // 20, mass=4.0, seed=4, signal_cross_section=1.0)
+    isr = generate("signal", n_events=N_EVENTS // 20, mass=4.0, seed=4, signal_cross_section=1.0, signal_isr=True)
+    assert isr["weight"].sum() == pytest.approx(1.0)
+    for sample in (plain, isr):
+        assert np.all(np.isfinite(sample["recoil_mass_squared"]))
+    # lost ISR energy adds recoil mass: a high-side tail the Born sample lacks
+    tail = lambda s: np.sum(s["weight"][s["recoil_mass_squared"] > 16.0 + 2.0])  # noqa: E731
+    assert tail(isr) > 3 * tail(plain) + 0.02
+    assert core_width(isr["recoil_mass_squared"])[0] == pytest.approx(16.0, abs=0.3)
+
+
 def test_detector_model_is_configurable():
     wide = DetectorModel(pt_resolution=(4e-3, 4e-3))
     narrow = generate("signal", n_events=N_EVENTS // 20, mass=2.0, seed=4, signal_cross_section=1.0)

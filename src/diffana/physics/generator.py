@@ -98,6 +98,30 @@ def _signal_truth(key, n, mass, sampler):
     }
 
 
+def _signal_truth_with_isr(key, sqrt_s, mass, sampler):
+    """Signal with one ISR photon per beam (as for μμ(γ)): each event is drawn by the
+    theory sampler in its weighted mode at the reduced energy √s' of the system
+    recoiling against the photons, so the weights carry σ(s')."""
+    n = sqrt_s.shape[0]
+    k_isr, k_events = jax.random.split(key)
+    max_fraction = 0.5 * (1.0 - (1.02 * (mass + 2.0 * kin.MUON_MASS)) ** 2 / sqrt_s**2)
+    isr = processes.initial_state_radiation(k_isr, sqrt_s, max_fraction[:, None])
+    beams = jnp.stack([sqrt_s, jnp.zeros(n), jnp.zeros(n), jnp.zeros(n)], axis=-1)
+    system = beams - isr.sum(axis=1)
+    reduced = jnp.sqrt(kin.invariant_mass_squared(system))
+    one = jax.vmap(lambda k, e: sampler(k, 1, mass, sqrt_s=e, unweighted=False))
+    momenta = one(jax.random.split(k_events, n), reduced)
+    charged = jnp.stack([momenta["mu_plus"][:, 0], momenta["mu_minus"][:, 0]], axis=1)
+    charged = kin.boost(charged, (system[:, 1:] / system[:, :1])[:, None, :])
+    return {
+        "charged": charged,
+        "is_pion": jnp.zeros((n, 2), dtype=bool),
+        "photons": isr,
+        "extra_charged": jnp.zeros((n, 0, 4)),
+        "relative_weight": momenta["weight"][:, 0],
+    }
+
+
 _GENERATORS = {
     "mumu": processes.generate_mumu_cm,
     "tautau": processes.generate_tautau_cm,
@@ -113,7 +137,7 @@ def _beams(key, n, beam_energy_spread):
     return kin.beam_four_momenta(e_minus, e_plus)
 
 
-@partial(jax.jit, static_argnames=("process", "n_events", "beam_energy_spread", "signal_sampler"))
+@partial(jax.jit, static_argnames=("process", "n_events", "beam_energy_spread", "signal_sampler", "signal_isr"))
 def simulate(
     key,
     process: str,
@@ -122,6 +146,7 @@ def simulate(
     detector: DetectorModel = DetectorModel(),
     beam_energy_spread: bool = True,
     signal_sampler: Callable | None = None,
+    signal_isr: bool = False,
 ):
     """Generate ``n_events`` events of ``process`` and return their features.
 
@@ -131,13 +156,16 @@ def simulate(
     :class:`DetectorModel` numbers are traced, so a new Z' mass or detector
     setting does not recompile. The signal is generated at the nominal √s
     (its sampler has a fixed √s), the backgrounds with per-event beam energies
-    when ``beam_energy_spread``.
+    when ``beam_energy_spread``. ``signal_isr=True`` adds ISR to the signal
+    (weighted events; needs the sampler's ``sqrt_s=``/``unweighted=False`` mode).
     """
     k_beam, k_gen, k_det = jax.random.split(key, 3)
     electron, positron = _beams(k_beam, n_events, beam_energy_spread and process != "signal")
     beta, angle = kin.cm_frame(electron, positron)
     sqrt_s = jnp.sqrt(kin.invariant_mass_squared(electron + positron))
-    if process == "signal":
+    if process == "signal" and signal_isr:
+        truth = _signal_truth_with_isr(k_gen, sqrt_s, mass, signal_sampler)
+    elif process == "signal":
         truth = _signal_truth(k_gen, n_events, mass, signal_sampler)
     else:
         truth = _GENERATORS[process](k_gen, sqrt_s)
@@ -170,6 +198,7 @@ def generate(
     chunk_size: int = 2**18,
     signal_sampler: Callable | None = None,
     signal_cross_section: float | None = None,
+    signal_isr: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Generate a sample of ``process`` weighted to ``luminosity`` (fb⁻¹).
@@ -183,6 +212,8 @@ def generate(
     sample is reproducible for a given (seed, chunk_size); ``progress(n_done)``
     is called after each chunk. ``signal_cross_section`` (fb) overrides the
     theory cross section; ``signal_sampler`` the theory phase-space sampler.
+    ``signal_isr=True``: signal with ISR photons (weighted by σ(s'); the total
+    stays normalised to the Born σ·L, radiative corrections to it not applied).
     """
     _check_process(process)
     if luminosity <= 0:
@@ -211,6 +242,7 @@ def generate(
             detector=detector,
             beam_energy_spread=beam_energy_spread,
             signal_sampler=signal_sampler if process == "signal" else None,
+            signal_isr=bool(signal_isr) and process == "signal",
         )
         take = min(chunk_size, total - done)
         chunks.append({name: np.asarray(value)[:take] for name, value in features.items()})
