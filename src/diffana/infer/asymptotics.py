@@ -19,7 +19,14 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, ndtr
 
-from diffana.infer.fit import FitResult, _fit_settings, _poi_index, as_arrays, twice_nll_objective
+from diffana.infer.fit import (
+    FitResult,
+    _fit_settings,
+    _poi_index,
+    as_arrays,
+    twice_nll_hessian,
+    twice_nll_objective,
+)
 from diffana.infer.minimize import SolverOptions, minimize
 from diffana.model import Model
 
@@ -66,7 +73,14 @@ def _fixed_fits(poi_values, datas, prepared: Prepared, starts, options):
     def one(poi_value, data, start):
         init = jax.lax.stop_gradient(start).at[poi].set(poi_value)
         return minimize(
-            twice_nll_objective, (prepared.model, data), init, prepared.lower, prepared.upper, fixed, options
+            twice_nll_objective,
+            (prepared.model, data),
+            init,
+            prepared.lower,
+            prepared.upper,
+            fixed,
+            options,
+            twice_nll_hessian,
         )
 
     return jax.vmap(one)(poi_values, datas, starts)
@@ -91,7 +105,7 @@ def prepare(
     pinned = jnp.stack([fixed, fixed.at[poi].set(True)])
 
     def one(start, pin):
-        return minimize(twice_nll_objective, (model, data), start, lower, upper, pin, options)
+        return minimize(twice_nll_objective, (model, data), start, lower, upper, pin, options, twice_nll_hessian)
 
     both = jax.vmap(one)(inits, pinned)
     free = jax.tree_util.tree_map(lambda x: x[0], both)

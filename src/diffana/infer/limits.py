@@ -101,7 +101,7 @@ def _initial_guess(prepared, settings):
     """Limits from a Gaussian approximation: σ_μ from the Asimov Hessian."""
     model = prepared.model
     poi = model.config.poi_index
-    h = jax.hessian(twice_nll_objective)(prepared.asimov_pars, (model, prepared.asimov_data))
+    h = model.twice_nll_hessian(prepared.asimov_pars, prepared.asimov_data)
     free = ~prepared.fixed
     h = jnp.where(free[:, None] & free[None, :], h, jnp.eye(h.shape[0]))
     covariance = 2.0 * jnp.linalg.inv(h)

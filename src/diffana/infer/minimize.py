@@ -22,10 +22,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-# Candidate step lengths of the line search, evaluated together (no nested loop, so
-# vmapped fits stay in lock-step).
-_STEPS = 2.0 ** -jnp.arange(12.0)
-_ARMIJO = 1e-4
+_ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
+_MIN_STEP = 2.0**-30
 
 
 class MinimizeResult(NamedTuple):
@@ -70,12 +68,20 @@ def _newton_direction(gradient, hessian, free):
     return jnp.where(free, direction, 0.0), decrement, newton_ok
 
 
-def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions) -> MinimizeResult:
+def _hessian_function(objective, hessian):
+    return jax.hessian(objective, argnums=0) if hessian is None else hessian
+
+
+def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions, hessian_fn=None) -> MinimizeResult:
     def f(x):
         return objective(x, args)
 
     value_and_grad = jax.value_and_grad(f)
-    hessian = jax.hessian(f)
+    full_hessian = _hessian_function(objective, hessian_fn)
+
+    def hessian(x):
+        return full_hessian(x, args)
+
     start = jnp.where(pinned, init, jnp.clip(init, lower, upper))
 
     def body(state):
@@ -84,20 +90,36 @@ def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions) 
         h = hessian(x)
         free = _free_mask(x, g, lower, upper, pinned)
         direction, decrement, newton_ok = _newton_direction(g, h, free)
-        candidates = jnp.where(pinned, x, jnp.clip(x + _STEPS[:, None] * direction, lower, upper))
-        values = jax.vmap(f)(candidates)
-        values = jnp.where(jnp.isfinite(values), values, jnp.inf)
-        sufficient = values <= fx + _ARMIJO * (candidates - x) @ g
-        first = jnp.argmax(sufficient)
-        best = jnp.argmin(values)
-        choice = jnp.where(jnp.any(sufficient), first, best)
-        improved = values[choice] < fx
+
+        def trial(step):
+            candidate = jnp.where(pinned, x, jnp.clip(x + step * direction, lower, upper))
+            value = f(candidate)
+            value = jnp.where(jnp.isfinite(value), value, jnp.inf)
+            sufficient = value <= fx + _ARMIJO * jnp.dot(candidate - x, g)
+            return candidate, value, sufficient
+
+        # Backtracking from the full Newton step; nearly always accepted at once.
+        full_candidate, full_value, full_ok = trial(1.0)
+
+        def backtrack_cond(state):
+            step, _, _, sufficient = state
+            return (~sufficient) & (step > _MIN_STEP)
+
+        def backtrack_body(state):
+            step = 0.5 * state[0]
+            candidate, value, sufficient = trial(step)
+            return step, candidate, value, sufficient
+
+        _, candidate, value, _ = jax.lax.while_loop(
+            backtrack_cond, backtrack_body, (jnp.array(1.0), full_candidate, full_value, full_ok)
+        )
+        improved = value < fx
         # Close to the minimum the objective no longer changes measurably in float64,
         # but the gradient still does: take full Newton steps there (locally
         # quadratic convergence), so parameters converge to ~1e-12, not ~1e-7.
-        near = newton_ok & (decrement < 1e-8) & jnp.isfinite(values[0])
-        x_new = jnp.where(near, candidates[0], jnp.where(improved, candidates[choice], x))
-        f_new = jnp.where(near, values[0], jnp.where(improved, values[choice], fx))
+        near = newton_ok & (decrement < 1e-8) & jnp.isfinite(full_value)
+        x_new = jnp.where(near, full_candidate, jnp.where(improved, candidate, x))
+        f_new = jnp.where(near, full_value, jnp.where(improved, value, fx))
         converged = newton_ok & (decrement < options.decrement_tolerance)
         stalled = ~near & ~improved
         # Stalled at the float64 floor of the objective: converged if the Newton
@@ -116,7 +138,7 @@ def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions) 
     return MinimizeResult(x, fx, converged, iterations)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(0, 6))
+@partial(jax.custom_vjp, nondiff_argnums=(0, 6, 7))
 def _minimize(
     objective: Callable,
     args,
@@ -125,6 +147,7 @@ def _minimize(
     upper: jax.Array,
     pinned: jax.Array,
     options: SolverOptions = SolverOptions(),
+    hessian: Callable | None = None,
 ) -> MinimizeResult:
     """Minimise ``objective(x, args)`` over ``lower <= x <= upper``.
 
@@ -133,9 +156,11 @@ def _minimize(
     (through active bounds) by implicit differentiation.
 
     ``objective`` must be a function defined at module level (it is a static
-    argument); everything that varies goes into ``args``.
+    argument); everything that varies goes into ``args``. ``hessian(x, args)``, if
+    given, returns the exact Hessian more cheaply than ``jax.hessian`` (e.g. the
+    model's structurally sparse one).
     """
-    return _solve(objective, args, init, lower, upper, pinned, options)
+    return _solve(objective, args, init, lower, upper, pinned, options, hessian)
 
 
 def _add_cotangents(a, b):
@@ -144,12 +169,12 @@ def _add_cotangents(a, b):
     return a if a.dtype == jax.dtypes.float0 else a + b
 
 
-def _minimize_fwd(objective, args, init, lower, upper, pinned, options):
-    result = _solve(objective, args, init, lower, upper, pinned, options)
+def _minimize_fwd(objective, args, init, lower, upper, pinned, options, hessian):
+    result = _solve(objective, args, init, lower, upper, pinned, options, hessian)
     return result, (result.x, args, lower, upper, pinned)
 
 
-def _minimize_bwd(objective, options, residuals, cotangents):
+def _minimize_bwd(objective, options, hessian, residuals, cotangents):
     x, args, lower, upper, pinned = residuals
     x_bar = cotangents.x
     # The value at the minimum: d value / d args = partial derivative (envelope theorem).
@@ -157,7 +182,7 @@ def _minimize_bwd(objective, options, residuals, cotangents):
 
     gradient_fn = jax.grad(objective, argnums=0)
     g = gradient_fn(x, args)
-    h = jax.hessian(objective, argnums=0)(x, args)
+    h = _hessian_function(objective, hessian)(x, args)
     free = _free_mask(x, g, lower, upper, pinned) & (x > lower) & (x < upper)
     mask2 = free[:, None] & free[None, :]
     h_free = jnp.where(mask2, h, jnp.eye(x.shape[0], dtype=x.dtype))
@@ -190,8 +215,9 @@ def minimize(
     upper: jax.Array,
     pinned: jax.Array,
     options: SolverOptions = SolverOptions(),
+    hessian: Callable | None = None,
 ) -> MinimizeResult:
-    result = _minimize(objective, args, init, lower, upper, pinned, options)
+    result = _minimize(objective, args, init, lower, upper, pinned, options, hessian)
     # Status outputs carry no derivative; detach them so that reductions over them
     # (jnp.all) are not differentiated.
     return result._replace(
