@@ -56,7 +56,7 @@ class SamplesConfig:
     signal_events_per_mass: int = 8000
     train_fraction: float = 0.5
     files: dict = field(default_factory=dict)
-    tree: str = "tree"
+    tree: str = "events"
     branch_map: dict = field(default_factory=dict)
 
 
@@ -302,6 +302,8 @@ def _validate_root_files(config: Config, base_dir: Path) -> None:
         mapping = config.samples.branch_map
         absent = sorted(b for b in mapping if b not in branches)
         _require(not absent, f"{w}: [samples] branch_map: branch(es) {absent} not in {str(path)!r} ({process})")
-        provided = {mapping.get(b, b) for b in branches}
-        lacking = sorted(set(REQUIRED_FEATURES) - provided)
-        _require(not lacking, f"{w}: [samples] {str(path)!r} ({process}) lacks feature(s) {lacking} after the branch_map")
+        # as diffana.io.read_sample: with a branch map only the mapped branches are read
+        provided = {(v[0] if isinstance(v, (list, tuple)) else v) for v in mapping.values()} if mapping else branches
+        lacking = sorted(set(REQUIRED_FEATURES) - set(provided))
+        _require(not lacking, f"{w}: [samples] {str(path)!r} ({process}) lacks feature(s) {lacking}"
+                 + (" after the branch_map (only mapped branches are read)" if mapping else ""))

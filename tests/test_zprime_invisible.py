@@ -1,0 +1,286 @@
+"""Tests of the Z'→invisible analysis: config validation, hypotheses, templates,
+model, selections' losses, tables; a tiny end-to-end run (slow)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import diffana  # noqa: F401  (float64)
+from diffana.analyses.zprime_invisible import config as cfg
+from diffana.analyses.zprime_invisible import fit, outputs, samples, selections, templates
+
+
+# ----------------------------------------------------------------------------- config
+def test_shipped_configs_load_and_differ():
+    full = cfg.load_config("belle2_2019_2020")
+    pilot = cfg.load_config("belle2_2018_pilot")
+    quick = cfg.load_config(None, quick=True)
+    assert full.analysis.luminosity == 79.7 and pilot.analysis.luminosity == 0.276
+    assert full.analysis.n_masses == 0 and quick.analysis.n_masses == 16
+    assert quick.samples.background_events < full.samples.background_events
+    assert quick.templates.theta_bins < full.templates.theta_bins
+    json.dumps(full.to_dict())
+
+
+def _write(tmp_path, text, name="c.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[analysis]\nluminosty = 1.0\n", "unknown key(s) ['luminosty'] in [analysis]"),
+        ("[analysys]\n", "unknown table(s) ['analysys']"),
+        ("[analysis]\nmass_max = 12.0\n", "mass_max = 12.0 GeV is outside the range"),
+        ("[analysis]\nmass_min = 0.001\n", "mass_min = 0.001 GeV is outside"),
+        ("[analysis]\nluminosity = \"lots\"\n", "[analysis] luminosity must be a number"),
+        ("[templates]\ntheta_bins = 0\n", "theta_bins must be 1-10"),
+        ("[quick]\ntraining = { bce_stepz = 3 }\n", "unknown key(s) ['bce_stepz'] in [training]"),
+        ("[samples]\nsource = \"root\"\nfiles = { mumu = \"nope.root\", tautau = \"nope.root\", eemumu = \"nope.root\" }\n",
+         "files.mumu: ROOT file"),
+        ("[samples]\nsource = \"root\"\nfiles = { mumu = \"a.root\" }\n", "no ROOT file for ['tautau', 'eemumu']"),
+        ("[analysis\n", "not valid TOML"),
+    ],
+)
+def test_bad_configs_name_the_problem(tmp_path, text, fragment):
+    with pytest.raises(cfg.ConfigError) as error:
+        cfg.load_config(_write(tmp_path, text))
+    assert fragment in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def _root_sample(n=20):
+    rng = np.random.default_rng(0)
+    return {name: rng.uniform(0.5, 2.0, n) for name in samples.REQUIRED_FEATURES}
+
+
+@pytest.fixture(scope="module")
+def root_files(tmp_path_factory):
+    from diffana.io import write_sample
+
+    folder = tmp_path_factory.mktemp("root")
+    for process in cfg.BACKGROUND_PROCESSES:
+        write_sample(folder / f"{process}.root", _root_sample())
+    return folder
+
+
+def test_root_config_with_matching_files_loads(root_files):
+    text = ("[samples]\nsource = \"root\"\n"
+            "files = { mumu = \"mumu.root\", tautau = \"tautau.root\", eemumu = \"eemumu.root\" }\n")
+    config = cfg.load_config(_write(root_files, text))
+    assert config.samples.source == "root"
+
+
+def test_branch_map_that_does_not_match_is_refused(root_files):
+    text = ("[samples]\nsource = \"root\"\n"
+            "files = { mumu = \"mumu.root\", tautau = \"tautau.root\", eemumu = \"eemumu.root\" }\n"
+            "branch_map = { m2Recoil = \"recoil_mass_squared\" }\n")
+    with pytest.raises(cfg.ConfigError, match=r"branch_map: branch\(es\) \['m2Recoil'\] not in"):
+        cfg.load_config(_write(root_files, text))
+    text = text.replace("m2Recoil", "recoil_mass_squared")
+    with pytest.raises(cfg.ConfigError, match="lacks feature"):
+        cfg.load_config(_write(root_files, text, "d.toml"))
+
+
+def test_cli_bad_config_exits_2_with_one_line(tmp_path):
+    # through the installed console script: the exit code and stderr a user sees
+    script = Path(sys.executable).with_name("diffana")
+    path = _write(tmp_path, "[analysis]\nmass_max = 11.0\n")
+    run = subprocess.run([str(script), "zprime-invisible", "--config", str(path), "--output", str(tmp_path / "out")],
+                         capture_output=True, text=True, timeout=120)
+    err = run.stderr.strip()
+    assert run.returncode == 2
+    assert err.count("\n") == 0 and "mass_max = 11.0 GeV is outside" in err
+    assert not (tmp_path / "out").exists()  # refused before anything ran
+
+
+# -------------------------------------------------------------------------- hypotheses
+def test_mass_hypotheses_are_spaced_by_the_resolution():
+    masses = samples.mass_hypotheses(0.01, 8.5)
+    assert masses[0] == 0.01 and masses[-1] <= 8.5
+    steps = np.diff(masses**2)
+    np.testing.assert_allclose(steps, samples.recoil_mass_squared_resolution(masses[:-1]), rtol=1e-12)
+    assert 250 < masses.size < 600  # one resolution per step over 0-72 GeV²
+    subset = samples.mass_hypotheses(0.01, 8.5, n_masses=16)
+    assert subset.size == 16 and subset[0] == masses[0] and subset[-1] == masses[-1]
+
+
+def test_resolution_table_interpolates():
+    np.testing.assert_allclose(samples.recoil_mass_squared_resolution([1.0, 1.65, 20.0]), [0.287, 0.325, 0.046])
+
+
+def test_pseudo_data_is_poisson_around_the_background():
+    rng = np.random.default_rng(3)
+    background = {"weight": np.full(1000, 2.5), "x": np.arange(1000.0)}
+    sizes = [samples.draw_pseudo_data(background, rng)["weight"].size for _ in range(200)]
+    assert abs(np.mean(sizes) - 2500) < 5 * np.sqrt(2500 / 200)
+    assert 0.5 * 2500 < np.var(sizes) < 1.5 * 2500
+
+
+# --------------------------------------------------------------------------- templates
+def test_window_histogram_shape_and_normalisation():
+    rng = np.random.default_rng(1)
+    edges = templates.theta_edges(3)
+    m2 = rng.uniform(-1, 5, 5000)
+    theta = rng.uniform(0, 180, 5000)
+    w = rng.uniform(0.5, 1.5, 5000)
+    h = templates.window_histogram(2.0, 0.1, m2, theta, w, edges, 20)
+    assert h.shape == (60,)
+    m2_edges = templates.window_edges(2.0, 0.1, 20)
+    inside = (m2 >= m2_edges[0]) & (m2 < m2_edges[-1])
+    np.testing.assert_allclose(float(h.sum()), w[inside].sum(), rtol=1e-12)
+    reference, _, _ = np.histogram2d(m2, theta, [m2_edges, edges], weights=w)
+    np.testing.assert_allclose(np.asarray(h).reshape(20, 3), reference, rtol=1e-12)
+
+
+def test_signal_shape_shift_widens_the_peak_about_the_hypothesis():
+    rng = np.random.default_rng(2)
+    n = 4000
+    m2 = 4.0 + 0.1 * rng.normal(size=(1, n))
+    theta = np.full((1, n), 90.0)
+    w = np.ones((1, n))
+    edges = templates.theta_edges(1)
+    nominal = templates.signal_histograms(np.array([4.0]), np.array([0.1]), m2, theta, w, edges, 20)
+    wider = templates.signal_histograms(np.array([4.0]), np.array([0.1]), m2, theta, w, edges, 20, shape_shift=0.1)
+    centres = np.asarray(templates.bin_centres_m2(np.array([4.0]), np.array([0.1]), 20, 1))[0]
+    spread = lambda h: np.sqrt(np.average((centres - 4.0) ** 2, weights=np.asarray(h)[0]))  # noqa: E731
+    assert spread(wider) == pytest.approx(1.1 * spread(nominal), rel=0.05)
+
+
+def test_analysis_templates_keys_shapes_and_systematics():
+    config = cfg.load_config(None, quick=True)
+    rng = np.random.default_rng(0)
+    M, n, N = 3, 50, 200
+    centres = np.array([1.0, 16.0, 49.0])
+    widths = np.array([0.3, 0.25, 0.15])
+    signal = {"recoil_mass_squared": centres[:, None] + 0.1 * rng.normal(size=(M, n)),
+              "recoil_theta_cm": rng.uniform(30, 150, (M, n)), "weight": np.full((M, n), 0.5)}
+    background = {"recoil_mass_squared": rng.uniform(0, 60, N), "recoil_theta_cm": rng.uniform(0, 180, N),
+                  "weight": np.ones(N), "process": rng.integers(1, 4, N)}
+    edges = templates.theta_edges(2)
+    t = templates.analysis_templates(centres, widths, signal, np.ones((M, n)), background, np.ones(N), edges, 20,
+                                     config.systematics, np.ones(M))
+    for key in fit.TEMPLATE_KEYS:
+        assert t[key].shape == (M, 40)
+    assert np.all(np.asarray(t["background_mumu"]) <= np.asarray(t["background"]))
+    np.testing.assert_allclose(t["signal_efficiency"], [0.027, 0.065, 0.083])
+    assert set(np.unique(np.asarray(t["background_shape"])[2])) <= {0.086, 0.25}
+    assert np.asarray(t["photon_veto"])[0].max() == 0.34 and np.asarray(t["photon_veto"])[2].max() == 0.05
+
+
+def test_hypothesis_model_structure():
+    B = 8
+    t = {k: jnp.full(B, 2.0) for k in fit.TEMPLATE_KEYS}
+    t.update(signal_efficiency=0.03, background_shape=jnp.full(B, 0.05), photon_veto=jnp.full(B, 0.3), sigma_ref=2.0)
+    model = fit.hypothesis_model(t, 0.01)
+    names = model.config.parameters
+    for name in ("sigma", "background_norm", "signal_efficiency", "luminosity", "signal_shape", "photon_veto"):
+        assert name in names
+    assert model.config.poi_index == names.index("sigma")
+    expected = model.expected_data(model.config.init, include_auxdata=False)
+    # nominal: signal (2 events/bin × σ_ref 2) + background (2 + floor)
+    np.testing.assert_allclose(expected, 4.0 + 2.0 + fit.YIELD_FLOOR, rtol=1e-12)
+
+
+def test_by_range():
+    np.testing.assert_allclose(fit.by_range(jnp.array([-0.4, 8.9, 9.0, 35.9, 50.0]), (9.0, 36.0), (1, 2, 3)),
+                               [1, 1, 2, 2, 3])
+
+
+# -------------------------------------------------------------------------- selections
+@pytest.fixture(scope="module")
+def toy_training():
+    rng = np.random.default_rng(5)
+    N, M, n = 400, 2, 60
+    feats = {f: rng.uniform(0, 3, N) for f in samples.ANALYSIS_FEATURES}
+    feats["recoil_mass_squared"] = rng.uniform(0, 20, N)
+    background = {**feats, "weight": np.full(N, 10.0), "process": rng.integers(1, 4, N)}
+    sig = {f: rng.uniform(1, 4, (M, n)) for f in samples.ANALYSIS_FEATURES}
+    sig["recoil_mass_squared"] = np.array([[4.0], [16.0]]) + 0.2 * rng.normal(size=(M, n))
+    sig["weight"] = np.full((M, n), 0.3)
+    data = selections.training_data(background, sig, np.array([4.0, 16.0]), np.array([0.26, 0.2]), 300, 0)
+    net = selections.make_network(background, (8, 4), 0)
+    return net, data, background
+
+
+def test_training_subset_keeps_process_yields(toy_training):
+    _, data, background = toy_training
+    for label in (1, 2, 3):
+        full = background["weight"][background["process"] == label].sum()
+        sub = np.asarray(data["background"]["weight"])[np.asarray(data["background"]["process"]) == label].sum()
+        assert sub == pytest.approx(full, rel=1e-12)
+    assert data["background"]["weight"].shape == (300,)
+
+
+def test_bce_and_punzi_losses_have_finite_gradients(toy_training):
+    net, data, _ = toy_training
+    for loss in (selections.bce_loss, lambda n, d: selections.punzi_loss(n, d, 79.7, 2.0)):
+        value, grads = jax.value_and_grad(loss)(net, data)
+        assert np.isfinite(float(value))
+        leaves = jax.tree_util.tree_leaves(grads)
+        assert all(np.all(np.isfinite(np.asarray(g))) for g in leaves)
+        assert any(np.any(np.asarray(g) != 0) for g in leaves)
+
+
+def test_tau_plane_score_is_the_smaller_recoil_pt():
+    f = {"recoil_pt_wrt_muon1_cm": np.array([1.0, 0.2]), "recoil_pt_wrt_muon2_cm": np.array([0.5, 3.0])}
+    np.testing.assert_allclose(selections.tau_plane_score(f), [0.5, 0.2])
+
+
+def test_optimise_cut_picks_the_best_threshold():
+    s = np.linspace(0, 1, 101)
+    best, scan = selections.optimise_cut(s, np.ones_like(s, bool), s, lambda sm, bm: (sm.mean() - 0.5) ** 2, 11)
+    assert scan.shape[0] == 2
+    assert best == pytest.approx(0.5, abs=0.05)
+
+
+# ----------------------------------------------------------------------------- outputs
+class _FakeResult:
+    def __init__(self):
+        self.masses = np.array([1.0, 2.0, 5.0])
+        base = np.array([[1, 2, 3, 4, 5]] * 3, float)
+        self.limits = {name: {"observed": np.array([3.0, 3.0, 3.0]) * f, "expected": base * f,
+                              "converged": np.ones(3, bool), "cut": 0.1,
+                              "signal_efficiency": np.full(3, 0.05), "background": np.full(3, 100.0)}
+                       for name, f in zip(selections.SELECTION_NAMES, (1.0, 0.9, 0.8, 0.5))}
+        self.histories, self.timings = {}, {}
+
+
+def test_summary_and_coupling_limits():
+    result = _FakeResult()
+    outputs.add_coupling_limits(result)
+    s = outputs.summary(result)
+    assert s["cut_based"]["mean_ratio_to_cut_based"] == 1.0
+    assert s["end_to_end"]["mean_ratio_to_cut_based"] == pytest.approx(0.5)
+    lim = result.limits["cut_based"]
+    # vanilla B(invisible) < 1 → weaker coupling limit than fully invisible
+    assert np.all(lim["g_vanilla"] > lim["g_invisible"])
+    yaml_text = outputs.hepdata_yaml(result)
+    assert yaml_text.count("value: 1") >= 1 and "asymerror" in yaml_text
+
+
+# ------------------------------------------------------------------------------- slow
+@pytest.mark.slow
+def test_tiny_end_to_end_run(tmp_path):
+    from diffana.analyses.zprime_invisible import load_config, run_analysis
+
+    config = load_config(None, quick=True, overrides={
+        "analysis": {"n_masses": 3}, "samples": {"background_events": 5000, "signal_events_per_mass": 400},
+        "training": {"n_masses": 2, "max_events": 500, "bce_steps": 3, "punzi_steps": 2, "limit_steps": 1,
+                     "n_thresholds": 2}})
+    result = run_analysis(config, tmp_path, seed=2, make_plots=True)
+    for name in ("limits.csv", "limits.json", "limits_hepdata.yaml", "zprime_brazil.png", "zprime_training.png"):
+        assert (tmp_path / name).is_file()
+    for lim in result.limits.values():
+        assert lim["expected"].shape == (3, 5)
+        assert np.all(np.diff(lim["expected"], axis=1) >= 0)
