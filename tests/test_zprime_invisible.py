@@ -110,7 +110,7 @@ def test_mass_hypotheses_are_spaced_by_the_resolution():
     assert masses[0] == 0.01 and masses[-1] <= 8.5
     steps = np.diff(masses**2)
     np.testing.assert_allclose(steps, samples.recoil_mass_squared_resolution(masses[:-1]), rtol=1e-12)
-    assert 250 < masses.size < 600  # one resolution per step over 0-72 GeV²
+    assert 400 < masses.size < 600  # one resolution per step over 0-72 GeV²
     subset = samples.mass_hypotheses(0.01, 8.5, n_masses=16)
     assert subset.size == 16 and subset[0] == masses[0] and subset[-1] == masses[-1]
 

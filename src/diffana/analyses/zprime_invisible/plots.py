@@ -82,6 +82,7 @@ def make_all(result, samples, limits, output: Path, theta_edges, n_window) -> li
     ax.set_ylabel("median expected σ_UL (fb)")
     ax.legend(frameon=False, fontsize="x-small")
     ax_ratio.axhline(1.0, color="grey", lw=0.8)
+    ax_ratio.set_yscale("log")
     ax_ratio.set_ylabel("ratio to (a)")
     ax_ratio.set_xlabel("M_Z' (GeV)")
     save(fig, "zprime_selections.png")
