@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from diffana import plot
-from diffana.analyses.zprime_invisible.selections import SELECTION_LABELS, tau_plane_score
+from diffana.analyses.zprime_invisible.selections import SELECTION_LABELS
 
 
 def _style():
