@@ -37,6 +37,10 @@ def run(args) -> int:
         config = load_config(args.config, quick=args.quick)
     except ConfigError as error:
         raise CommandError(str(error)) from None
+    from pathlib import Path
+
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise CommandError(f"--output {args.output!r} exists and is not a folder")
     if args.seed < 0:
         raise CommandError(f"--seed must be non-negative, got {args.seed}")
     from diffana.analyses.zprime_invisible.pipeline import enable_compilation_cache, run_analysis
