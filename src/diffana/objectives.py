@@ -183,6 +183,19 @@ def correlated_background_spec(
     ``yield_floor`` (events) is added to every background template so that bins a
     selection empties stay positive (finite likelihood) and keep their gradient.
     """
+    modifier = {
+        "name": "correlated_bkg_uncertainty",
+        "type": "histosys",
+        "data": {
+            "hi_data": _floored(background_up, yield_floor),
+            "lo_data": _floored(background_down, yield_floor),
+        },
+    }
+    return _signal_plus_background_spec(signal, _floored(background, yield_floor), modifier, channel)
+
+
+def _signal_plus_background_spec(signal, background, background_modifier, channel):
+    """One channel: signal × μ (normfactor ``mu``) plus a background with one modifier."""
     return {
         "channels": [
             {
@@ -193,20 +206,7 @@ def correlated_background_spec(
                         "data": jnp.asarray(signal, dtype=float),
                         "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
                     },
-                    {
-                        "name": "background",
-                        "data": _floored(background, yield_floor),
-                        "modifiers": [
-                            {
-                                "name": "correlated_bkg_uncertainty",
-                                "type": "histosys",
-                                "data": {
-                                    "hi_data": _floored(background_up, yield_floor),
-                                    "lo_data": _floored(background_down, yield_floor),
-                                },
-                            }
-                        ],
-                    },
+                    {"name": "background", "data": background, "modifiers": [background_modifier]},
                 ],
             }
         ]
@@ -225,31 +225,12 @@ def uncorrelated_background_spec(
     uncertainty ``background_uncertainty`` (events) as a shapesys (as
     pyhf.simplemodels.uncorrelated_background). ``yield_floor`` as in
     :func:`correlated_background_spec`."""
-    return {
-        "channels": [
-            {
-                "name": channel,
-                "samples": [
-                    {
-                        "name": "signal",
-                        "data": jnp.asarray(signal, dtype=float),
-                        "modifiers": [{"name": "mu", "type": "normfactor", "data": None}],
-                    },
-                    {
-                        "name": "background",
-                        "data": _floored(background, yield_floor),
-                        "modifiers": [
-                            {
-                                "name": "uncorr_bkguncrt",
-                                "type": "shapesys",
-                                "data": jnp.asarray(background_uncertainty, dtype=float),
-                            }
-                        ],
-                    },
-                ],
-            }
-        ]
+    modifier = {
+        "name": "uncorr_bkguncrt",
+        "type": "shapesys",
+        "data": jnp.asarray(background_uncertainty, dtype=float),
     }
+    return _signal_plus_background_spec(signal, _floored(background, yield_floor), modifier, channel)
 
 
 # --------------------------------------------------------------------------- engine
