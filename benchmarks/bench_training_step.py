@@ -25,7 +25,6 @@ vs the mean of the single-mass gradients).
 from __future__ import annotations
 
 import argparse
-import math
 import platform
 import statistics
 import sys

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from typing import Any, Mapping, Sequence
+from typing import Mapping
 
 import jax.numpy as jnp
 import numpy as np

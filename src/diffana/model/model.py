@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffana.model.interpolation import HISTOSYS, HISTOSYS_CODES, NORMSYS, NORMSYS_CODES
+from diffana.model.interpolation import HISTOSYS, NORMSYS
 
 MODIFIER_TYPES = ("histosys", "lumi", "normfactor", "normsys", "shapefactor", "shapesys", "staterror")
 PER_BIN_TYPES = ("shapefactor", "shapesys", "staterror")

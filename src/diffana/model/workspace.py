@@ -280,7 +280,6 @@ class Workspace:
             raise WorkspaceError(f"{source}: {error}") from None
 
     def _check_and_store(self, document: Mapping, is_workspace: bool) -> None:
-        source = self.source
         self.channel_bins = _channel_bins(document)
         channels = document["channels"]
         known_parameters = _parameter_names(channels)

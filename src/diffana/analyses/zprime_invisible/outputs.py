@@ -74,7 +74,7 @@ def hepdata_yaml(result) -> str:
     lines.append("dependent_variables:")
     for name, lim in result.limits.items():
         for quantity, values in (("observed", lim["observed"]), ("expected", lim["expected"][:, 2])):
-            lines.append(f"- header: {{name: \"90% CL upper limit on sigma(e+e- -> mu+mu- Z', Z' -> invisible)\", units: fb}}")
+            lines.append("- header: {name: \"90% CL upper limit on sigma(e+e- -> mu+mu- Z', Z' -> invisible)\", units: fb}")
             lines.append(f"  qualifiers: [{{name: selection, value: \"{SELECTION_LABELS[name]}\"}}, {{name: limit, value: {quantity}}}]")
             lines.append("  values:")
             for k, v in enumerate(values):
