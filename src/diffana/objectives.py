@@ -275,13 +275,16 @@ def over_masses(
     ``batch_size=None``: one ``jax.vmap`` over all masses (fastest). With an integer,
     ``jax.lax.map`` runs vmapped blocks of that many masses in sequence, bounding
     memory for (many masses) × (many events) — still one compiled loop, no Python loop.
+    Each block is rematerialised (``jax.checkpoint``) in reverse mode: otherwise the
+    gradient would keep every block's activations at once and the bound would only
+    hold for the forward pass.
     """
     masses = jnp.asarray(masses, dtype=float)
     if masses.ndim != 1 or masses.shape[0] == 0:
         raise ValueError(f"masses must be a non-empty 1D array, got shape {masses.shape}")
     if batch_size is None or batch_size >= masses.shape[0]:
         return jax.vmap(per_mass)(masses)
-    return jax.lax.map(per_mass, masses, batch_size=int(batch_size))
+    return jax.lax.map(jax.checkpoint(per_mass), masses, batch_size=int(batch_size))
 
 
 def average_over_masses(
