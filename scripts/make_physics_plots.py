@@ -17,18 +17,11 @@ import numpy as np  # noqa: E402
 
 import diffana  # noqa: E402,F401
 from diffana.physics import BACKGROUND_PROCESSES, generate, preselection  # noqa: E402
+from diffana.physics.features import gaussian_core_width as core_width  # noqa: E402
 
 WIDTH_TABLE = {0.1: 0.234, 0.5: 0.262, 1.0: 0.287, 1.3: 0.339, 2.0: 0.311, 3.0: 0.271, 4.0: 0.262, 5.0: 0.243,
                6.0: 0.196, 7.0: 0.158, 8.0: 0.096, 9.0: 0.050, 10.0: 0.046}
 LABELS = {"mumu": r"$\mu\mu(\gamma)$", "tautau": r"$\tau\tau(\gamma)$", "eemumu": r"$ee\mu\mu$"}
-
-
-def core_width(values):
-    centre, sigma = np.median(values), np.std(values)
-    for _ in range(30):
-        inside = np.abs(values - centre) < 2.0 * sigma
-        centre, sigma = values[inside].mean(), values[inside].std() / 0.8796
-    return centre, sigma
 
 
 def main():

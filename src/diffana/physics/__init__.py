@@ -41,3 +41,4 @@ from diffana.physics.generator import cross_section
 from diffana.physics.generator import expected_events
 from diffana.physics.generator import generate
 from diffana.physics.generator import simulate
+from diffana.physics.features import gaussian_core_width
