@@ -59,11 +59,26 @@ def _newton_direction(gradient, hessian, free):
     chol = jnp.linalg.cholesky(h)
     newton = -jax.scipy.linalg.cho_solve((chol, True), g)
     newton_ok = jnp.all(jnp.isfinite(newton)) & (jnp.dot(g, newton) <= 0)
-    # Fallback: gradient step scaled by the (positive part of the) diagonal curvature.
+
+    # Away from the minimum the likelihood need not be convex (products of
+    # normalisation factors, code4 interpolation): H can be indefinite, e.g. along
+    # a valley where two background normalisations trade off. A gradient step
+    # crawls along such a valley for hundreds of iterations; the modified Newton
+    # step with |eigenvalues| (Nocedal & Wright §3.4, "saddle-free" Newton) keeps
+    # the curvature information and is a descent direction.
+    def modified_newton():
+        eigenvalues, vectors = jnp.linalg.eigh(h)
+        magnitude = jnp.abs(eigenvalues)
+        magnitude = jnp.maximum(magnitude, 1e-10 * jnp.max(magnitude))
+        return -(vectors @ ((vectors.T @ g) / magnitude))
+
+    modified = jax.lax.cond(newton_ok, lambda: jnp.zeros_like(g), modified_newton)
+    modified_ok = jnp.all(jnp.isfinite(modified)) & (jnp.dot(g, modified) < 0)
+    # Last resort: gradient step scaled by the (positive part of the) diagonal curvature.
     diag = jnp.where(free, jnp.abs(jnp.diagonal(hessian)), 1.0)
     diag = jnp.where(diag > 1e-12, diag, 1.0)
     scaled_gradient = -g / diag
-    direction = jnp.where(newton_ok, newton, scaled_gradient)
+    direction = jnp.where(newton_ok, newton, jnp.where(modified_ok, modified, scaled_gradient))
     decrement = -jnp.dot(g, direction)
     return jnp.where(free, direction, 0.0), decrement, newton_ok
 
