@@ -73,6 +73,25 @@ def test_angle_helpers():
     np.testing.assert_allclose(d, [1.0, 0.0, 1.0, 0.0], atol=1e-12)
 
 
+def test_vectorised_trigonometry_matches_libm():
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=100_000) * 10.0 ** rng.uniform(-8, 3, 100_000)
+    x = rng.normal(size=100_000) * 10.0 ** rng.uniform(-8, 3, 100_000)
+    np.testing.assert_allclose(jax.jit(kin.atan2)(y, x), np.arctan2(y, x), rtol=0, atol=1e-15)
+    edges = np.array([0.0, -0.0, 1.0, -1.0])
+    np.testing.assert_array_equal(kin.atan2(edges[[0, 0, 2, 3]], edges[[0, 3, 0, 0]]), [0.0, np.pi, np.pi / 2, -np.pi / 2])
+    c = rng.uniform(-1, 1, 100_000)
+    np.testing.assert_allclose(jax.jit(kin.arccos)(c), np.arccos(c), rtol=0, atol=1e-15)
+    u = rng.uniform(0, 1, 100_000)
+    cos, sin = jax.jit(kin.cos_sin_of_turn)(u)
+    np.testing.assert_allclose(cos, np.cos(2 * np.pi * u), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(sin, np.sin(2 * np.pi * u), rtol=0, atol=1e-15)
+    angle = rng.uniform(-4, 4, 100_000)
+    np.testing.assert_allclose(jnp.stack(kin.cos_sin(angle)), [np.cos(angle), np.sin(angle)], rtol=0, atol=2e-15)
+    p = kin.from_polar_cos_sin(jnp.array([2.0]), jnp.array([0.6]), jnp.array([0.0]), jnp.array([1.0]), 0.0)
+    np.testing.assert_allclose(p, [[2.0, 0.0, 1.6, 1.2]], atol=1e-15)
+
+
 # --- truth-level samplers -----------------------------------------------------------------
 
 

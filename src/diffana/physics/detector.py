@@ -72,8 +72,8 @@ def standard_normal(key, shape):
     half = (size + 1) // 2
     u1, u2 = jax.random.uniform(key, (2, half))
     radius = jnp.sqrt(-2.0 * jnp.log1p(-u1))  # 1 − u1 ∈ (0, 1]: log finite
-    angle = 2.0 * jnp.pi * u2
-    both = jnp.concatenate([radius * jnp.cos(angle), radius * jnp.sin(angle)])
+    cos, sin = kin.cos_sin_of_turn(u2)  # the angle 2π·u2, without libm sin/cos
+    both = jnp.concatenate([radius * cos, radius * sin])
     return both[:size].reshape(shape)
 
 
@@ -129,9 +129,11 @@ def simulate_detector(key, truth_lab, detector: DetectorModel = DetectorModel())
     pt = jnp.abs(pt_true + sigma_pt * standard_normal(k_pt, pt_true.shape))
     theta, phi = _smear_direction(charged, k_dir, detector.angle_resolution)
     theta = jnp.clip(theta, 1e-6, jnp.pi - 1e-6)
-    momentum = jnp.stack([pt * jnp.cos(phi), pt * jnp.sin(phi), pt / jnp.tan(theta)], axis=-1)
+    cos_phi, sin_phi = kin.cos_sin(phi)
+    cos_theta, sin_theta = kin.cos_sin(theta)
+    momentum = jnp.stack([pt * cos_phi, pt * sin_phi, pt * cos_theta / sin_theta], axis=-1)
     tracks = kin.on_shell(momentum, kin.MUON_MASS)
-    theta_deg = jnp.degrees(kin.polar_angle(charged))
+    theta_deg = jnp.degrees(kin.polar_angle(charged))  # the same θ as smeared above: XLA computes it once
     in_acceptance = _in_range(theta_deg, detector.track_theta_range)
     p_id = muon_id_probability(kin.momentum_magnitude(charged), theta_deg, truth_lab["is_pion"], detector)
     identified = jax.random.uniform(k_id, (n, 2)) < p_id
@@ -146,7 +148,7 @@ def simulate_detector(key, truth_lab, detector: DetectorModel = DetectorModel())
     # --- photons
     energy_true = photons[..., 0]
     c0, c1, c2 = detector.ecl_energy_resolution
-    sigma_e = jnp.sqrt(c0**2 + (c1 * energy_true**0.75) ** 2 + (c2 * energy_true) ** 2)
+    sigma_e = jnp.sqrt(c0**2 + (c1 * jnp.sqrt(energy_true * jnp.sqrt(energy_true))) ** 2 + (c2 * energy_true) ** 2)
     energy = jnp.clip(energy_true + sigma_e * standard_normal(k_e, energy_true.shape), 0.0, None)
     # cluster directions are taken as true: the ECL position resolution (few mrad)
     # is negligible against the 15° veto cone and the gap widths
@@ -159,13 +161,19 @@ def simulate_detector(key, truth_lab, detector: DetectorModel = DetectorModel())
     # has turned by Δφ = −q·asin(0.3·B·R/(2 pT)), so a photon collinear with the
     # muon at the vertex lands several degrees away from it (for pT ≲ 5 GeV).
     curl = 0.15 * detector.solenoid_field * detector.ecl_radius  # GeV: pT that just reaches R
-    bend = jnp.arcsin(jnp.clip(curl / jnp.maximum(pt_true, 1e-3), 0.0, 1.0))
-    phi_ecl = kin.azimuth(charged) - jnp.array([1.0, -1.0]) * bend
-    theta_true = kin.polar_angle(charged)
-    sin_t = jnp.sin(theta_true)
-    at_ecl = jnp.stack(
-        [jnp.ones_like(pt_true), sin_t * jnp.cos(phi_ecl), sin_t * jnp.sin(phi_ecl), jnp.cos(theta_true)], axis=-1
-    )
+    # φ_ECL = φ − q·bend, with cos/sin of both angles from the momentum components
+    sin_bend = jnp.clip(curl / jnp.maximum(pt_true, 1e-3), 0.0, 1.0)
+    cos_bend = jnp.sqrt(1.0 - sin_bend**2)
+    safe_pt = jnp.where(pt_true > 0, pt_true, 1.0)
+    cos_phi_true = jnp.where(pt_true > 0, charged[..., 1] / safe_pt, 1.0)
+    sin_phi_true = jnp.where(pt_true > 0, charged[..., 2] / safe_pt, 0.0)
+    charge = jnp.array([1.0, -1.0])
+    cos_phi_ecl = cos_phi_true * cos_bend + charge * sin_phi_true * sin_bend
+    sin_phi_ecl = sin_phi_true * cos_bend - charge * cos_phi_true * sin_bend
+    p_true = kin.momentum_magnitude(charged)
+    sin_t = pt_true / jnp.where(p_true > 0, p_true, 1.0)
+    cos_t = jnp.where(p_true > 0, charged[..., 3] / jnp.where(p_true > 0, p_true, 1.0), 1.0)
+    at_ecl = jnp.stack([jnp.ones_like(pt_true), sin_t * cos_phi_ecl, sin_t * sin_phi_ecl, cos_t], axis=-1)
     reaches_ecl = pt_true > curl  # a softer track curls up inside the tracker
     near_track = jnp.any(
         (kin.cos_opening_angle(photons[:, :, None, :], at_ecl[:, None, :, :]) > jnp.cos(cone))

@@ -101,7 +101,7 @@ def reconstruct_features(reco):
     detected = reco["photon_detected"]
     # nearest photon = largest cosine; one arccos per event
     photon_cos = jnp.where(detected, kin.cos_opening_angle(photons, recoil_lab[:, None, :]), -1.0)
-    min_angle = jnp.degrees(jnp.arccos(jnp.clip(jnp.max(photon_cos, axis=-1, initial=-1.0), -1.0, 1.0)))
+    min_angle = jnp.degrees(kin.arccos(jnp.clip(jnp.max(photon_cos, axis=-1, initial=-1.0), -1.0, 1.0)))
 
     dphi = jnp.abs(kin.azimuth(mu_lab[:, 0]) - kin.azimuth(mu_lab[:, 1]))
     dphi = jnp.where(dphi > jnp.pi, 2.0 * jnp.pi - dphi, dphi)

@@ -24,7 +24,7 @@ import numpy as np
 from diffana.physics import _beam
 from diffana.physics import kinematics as kin
 from diffana.physics import processes
-from diffana.physics.detector import DetectorModel, simulate_detector
+from diffana.physics.detector import DetectorModel, simulate_detector, standard_normal
 from diffana.physics.features import FEATURE_UNITS, NOMINAL_SQRT_S, reconstruct_features
 
 PROCESS_LABELS = {"signal": 0, "mumu": 1, "tautau": 2, "eemumu": 3}
@@ -130,14 +130,36 @@ _GENERATORS = {
 
 
 def _beams(key, n, beam_energy_spread):
-    k_e, k_p = jax.random.split(key)
     spread = 1.0 if beam_energy_spread else 0.0
-    e_minus = _beam.ELECTRON_BEAM_ENERGY + spread * _beam.ELECTRON_BEAM_ENERGY_SPREAD * jax.random.normal(k_e, (n,))
-    e_plus = _beam.POSITRON_BEAM_ENERGY + spread * _beam.POSITRON_BEAM_ENERGY_SPREAD * jax.random.normal(k_p, (n,))
+    normal = standard_normal(key, (2, n))  # Box–Muller: cheaper on CPU than jax.random.normal
+    e_minus = _beam.ELECTRON_BEAM_ENERGY + spread * _beam.ELECTRON_BEAM_ENERGY_SPREAD * normal[0]
+    e_plus = _beam.POSITRON_BEAM_ENERGY + spread * _beam.POSITRON_BEAM_ENERGY_SPREAD * normal[1]
     return kin.beam_four_momenta(e_minus, e_plus)
 
 
-@partial(jax.jit, static_argnames=("process", "n_events", "beam_energy_spread", "signal_sampler", "signal_isr"))
+def _cpu_compiler_options():
+    """XLA options for the generator's jit: keep elementwise work in XLA's own fused loops.
+
+    XLA:CPU (jaxlib 0.10) hands elementwise subgraphs to YNNPACK by default; for
+    this float64, transcendental-heavy pipeline that splits the event loop into
+    ~40 library calls that each stream their arrays through memory, and the
+    pipeline ran 1.3–2× slower (benchmarks/bench_generator.py). The option only
+    affects how the same computation is compiled (results unchanged); it is
+    dropped if this jaxlib does not know it.
+    """
+    options = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    try:
+        jax.jit(lambda x: x + 1.0, compiler_options=options).lower(1.0).compile()
+    except Exception:  # pragma: no cover - older/newer jaxlib without the option
+        return {}
+    return options
+
+
+@partial(
+    jax.jit,
+    static_argnames=("process", "n_events", "beam_energy_spread", "signal_sampler", "signal_isr"),
+    compiler_options=_cpu_compiler_options(),
+)
 def simulate(
     key,
     process: str,

@@ -39,7 +39,8 @@ def _collinear_cos(u, velocity):
     Peaks at θ ≈ m/E along the emitter and is flat in log θ above it: the
     collinear enhancement of QED radiation.
     """
-    return (1.0 - (1.0 + velocity) ** (1.0 - u) * (1.0 - velocity) ** u) / velocity
+    # (1 + v)^(1−u)(1 − v)^u written with one log and one exp
+    return (1.0 - (1.0 + velocity) * jnp.exp(u * jnp.log((1.0 - velocity) / (1.0 + velocity)))) / velocity
 
 
 def _sample_one_plus_cos2(u):
@@ -49,9 +50,20 @@ def _sample_one_plus_cos2(u):
     return jnp.cbrt(-q / 2.0 + root) + jnp.cbrt(-q / 2.0 - root)
 
 
-def _photon_along(energy, cos_theta, phi, axis):
-    """Massless four-momentum of energy ``energy`` at (θ, φ) around ``axis`` (…,3)."""
-    local = kin.from_polar(energy, cos_theta, phi, 0.0)
+def _power_of_uniform(u, exponent):
+    """u^exponent for uniform draws u ∈ [0, 1) (0 at u = 0), as exp(exponent·ln u)."""
+    return jnp.exp(exponent * jnp.log(u))
+
+
+def _uniform_azimuth(key, shape):
+    """(cos φ, sin φ) of an azimuth φ uniform in [0, 2π)."""
+    return kin.cos_sin_of_turn(jax.random.uniform(key, shape))
+
+
+def _photon_along(energy, cos_theta, azimuth, axis):
+    """Massless four-momentum of energy ``energy`` at (θ, φ) around ``axis`` (…,3);
+    ``azimuth`` = (cos φ, sin φ)."""
+    local = kin.from_polar_cos_sin(energy, cos_theta, *azimuth, 0.0)
     return kin.rotate_to_direction(local, axis)
 
 
@@ -67,15 +79,14 @@ def initial_state_radiation(key, sqrt_s, max_fraction):
     k_x, k_c, k_phi = jax.random.split(key, 3)
     s = sqrt_s**2
     beta_half = 0.5 * radiator_exponent(s, kin.ELECTRON_MASS)
-    x = jax.random.uniform(k_x, (n, 2)) ** (1.0 / beta_half[:, None])
+    x = _power_of_uniform(jax.random.uniform(k_x, (n, 2)), 1.0 / beta_half[:, None])
     x = jnp.minimum(x, max_fraction)
     energy = 0.5 * x * sqrt_s[:, None]
     velocity = jnp.sqrt(1.0 - (2.0 * kin.ELECTRON_MASS / sqrt_s[:, None]) ** 2)
     cos_theta = _collinear_cos(jax.random.uniform(k_c, (n, 2)), velocity)
     # photon 0 follows the e⁻ (+z), photon 1 the e⁺ (−z)
     cos_theta = cos_theta * jnp.array([1.0, -1.0])
-    phi = jax.random.uniform(k_phi, (n, 2), maxval=2.0 * jnp.pi)
-    return kin.from_polar(energy, cos_theta, phi, 0.0)
+    return kin.from_polar_cos_sin(energy, cos_theta, *_uniform_azimuth(k_phi, (n, 2)), 0.0)
 
 
 def _pair_in_recoil_frame(key, system, mass):
@@ -86,8 +97,7 @@ def _pair_in_recoil_frame(key, system, mass):
     m_system = jnp.sqrt(jnp.clip(kin.invariant_mass_squared(system), (2.0 * mass) ** 2, None))
     p_star = kin.two_body_momentum(m_system, mass, mass)
     cos_theta = _sample_one_plus_cos2(jax.random.uniform(k_c, (n,)))
-    phi = jax.random.uniform(k_phi, (n,), maxval=2.0 * jnp.pi)
-    minus = kin.from_polar(p_star, cos_theta, phi, mass)
+    minus = kin.from_polar_cos_sin(p_star, cos_theta, *_uniform_azimuth(k_phi, (n,)), mass)
     plus = minus * jnp.array([1.0, -1.0, -1.0, -1.0])
     beta = system[:, 1:] / system[:, :1]
     pair = jnp.stack([plus, minus], axis=1)
@@ -105,14 +115,13 @@ def _final_state_radiation(key, leptons, s, mass):
     n = leptons.shape[0]
     k_y, k_c, k_phi = jax.random.split(key, 3)
     beta_half = 0.5 * radiator_exponent(s, mass)
-    y = jax.random.uniform(k_y, (n, 2)) ** (1.0 / beta_half[:, None])
+    y = _power_of_uniform(jax.random.uniform(k_y, (n, 2)), 1.0 / beta_half[:, None])
     y = jnp.minimum(y, 0.9)
     energy = leptons[..., 0]
     momentum = kin.momentum_magnitude(leptons)
     velocity = momentum / energy
     cos_theta = _collinear_cos(jax.random.uniform(k_c, (n, 2)), velocity)
-    phi = jax.random.uniform(k_phi, (n, 2), maxval=2.0 * jnp.pi)
-    photons = _photon_along(y * energy, cos_theta, phi, leptons[..., 1:])
+    photons = _photon_along(y * energy, cos_theta, _uniform_azimuth(k_phi, (n, 2)), leptons[..., 1:])
     after = kin.on_shell(leptons[..., 1:] - photons[..., 1:], mass)
     return after, photons
 
@@ -167,8 +176,7 @@ def tau_decay_charged(key, taus, decays_to_pion):
     momentum = jnp.where(decays_to_pion, pion_momentum, muon_momentum)
     mass = jnp.where(decays_to_pion, kin.CHARGED_PION_MASS, kin.MUON_MASS)
     cos_theta = jax.random.uniform(k_c, shape, minval=-1.0, maxval=1.0)
-    phi = jax.random.uniform(k_phi, shape, maxval=2.0 * jnp.pi)
-    daughter = kin.from_polar(momentum, cos_theta, phi, mass)
+    daughter = kin.from_polar_cos_sin(momentum, cos_theta, *_uniform_azimuth(k_phi, shape), mass)
     beta = taus[..., 1:] / taus[..., :1]
     return kin.boost(daughter, beta)
 
@@ -226,7 +234,7 @@ def generate_eemumu_cm(key, sqrt_s, min_dimuon_mass=EEMUMU_MIN_DIMUON_MASS):
     beam_energy = 0.5 * sqrt_s[:, None]
     z_min = min_dimuon_mass**2 / s[:, None]
     z_max = 1.0 - 1e-6
-    z = z_min * (z_max / z_min) ** jax.random.uniform(keys[0], (n, 2))
+    z = z_min * jnp.exp(jnp.log(z_max / z_min) * jax.random.uniform(keys[0], (n, 2)))
     q2_min = kin.ELECTRON_MASS**2 * z**2 / (1.0 - z)
     # virtual photons with Q² above the γγ mass² no longer produce the pair
     # efficiently: cut the 1/Q² spectrum at W² ≈ z₁z₂s
@@ -239,10 +247,10 @@ def generate_eemumu_cm(key, sqrt_s, min_dimuon_mass=EEMUMU_MIN_DIMUON_MASS):
     energy_out = beam_energy * (1.0 - z)
     q_t = jnp.sqrt(jnp.clip(q2 * (1.0 - z) - kin.ELECTRON_MASS**2 * z**2, 0.0, None))
     q_t = jnp.minimum(q_t, 0.99 * energy_out)
-    phi = jax.random.uniform(keys[2], (n, 2), maxval=2.0 * jnp.pi)
+    cos_phi, sin_phi = _uniform_azimuth(keys[2], (n, 2))
     p_z = jnp.sqrt(jnp.clip(energy_out**2 - q_t**2 - kin.ELECTRON_MASS**2, 0.0, None))
     p_z = p_z * jnp.array([1.0, -1.0])  # e⁻ keeps +z, e⁺ keeps −z
-    electrons = jnp.stack([energy_out, q_t * jnp.cos(phi), q_t * jnp.sin(phi), p_z], axis=-1)
+    electrons = jnp.stack([energy_out, q_t * cos_phi, q_t * sin_phi, p_z], axis=-1)
     p_beam = jnp.sqrt(beam_energy**2 - kin.ELECTRON_MASS**2) * jnp.array([1.0, -1.0])
     beams = jnp.stack([beam_energy[:, 0] + 0 * z[:, 0]] * 2, axis=1)
     beams = jnp.stack([beams, jnp.zeros((n, 2)), jnp.zeros((n, 2)), p_beam + 0 * z], axis=-1)
@@ -258,9 +266,8 @@ def generate_eemumu_cm(key, sqrt_s, min_dimuon_mass=EEMUMU_MIN_DIMUON_MASS):
     sin2 = 1.0 - cos_theta**2
     shape = (1.0 + 2.0 * beta**2 * sin2 - beta**4 - beta**4 * sin2**2) / (1.0 - beta**2 * cos_theta**2)
     weight = weight * shape * 2.0 * atanh_beta / w2
-    phi_mu = jax.random.uniform(keys[4], (n,), maxval=2.0 * jnp.pi)
     p_star = kin.two_body_momentum(w, kin.MUON_MASS, kin.MUON_MASS)
-    minus = kin.from_polar(p_star, cos_theta, phi_mu, kin.MUON_MASS)
+    minus = kin.from_polar_cos_sin(p_star, cos_theta, *_uniform_azimuth(keys[4], (n,)), kin.MUON_MASS)
     plus = minus * jnp.array([1.0, -1.0, -1.0, -1.0])
     safe_system = jnp.where(accepted[:, None], system, jnp.array([1.0, 0.0, 0.0, 0.0]))
     muons = kin.boost(jnp.stack([plus, minus], axis=1), (safe_system[:, 1:] / safe_system[:, :1])[:, None, :])
