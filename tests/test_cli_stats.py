@@ -118,3 +118,21 @@ def test_unknown_interpolation_code_is_rejected_by_argparse(path, capsys):
         main(["cls", str(path), "--normsys-interp", "code9"])
     assert info.value.code == 2
     assert "code9" in capsys.readouterr().err
+
+
+def test_cls_toybased_is_the_library_result(path, capsys):
+    code, out, err = _run(capsys, "cls", str(path), "--calctype", "toybased", "--ntoys", "500",
+                          "--seed", "3")
+    assert code == 0, err
+    printed = json.loads(out)
+    workspace = load_workspace(path)
+    model = workspace.model()
+    result = infer.hypotest_toys(1.0, workspace.data(model), model, key=3, n_toys=500)
+    assert printed["CLs_obs"] == float(result.cls_obs)
+    assert printed["CLs_exp"] == [float(v) for v in result.cls_exp]
+    assert 0.0 < printed["CLs_obs"] < 1.0
+
+
+def test_cls_toybased_rejects_no_toys(path, capsys):
+    code, _, err = _run(capsys, "cls", str(path), "--calctype", "toybased", "--ntoys", "0")
+    assert code == 2 and "--ntoys must be positive" in err

@@ -2,11 +2,13 @@
 
     diffana cls WORKSPACE.json --poi-value 1.0 --test-stat qtilde
         -> {"CLs_exp": [5 values, −2σ…+2σ], "CLs_obs": ...}    (as ``pyhf cls``)
+    diffana cls WORKSPACE.json --calctype toybased --ntoys 2000 --seed 0
     diffana limit WORKSPACE.json --cl 0.90
         -> {"exp": [5 values, −2σ…+2σ], "obs": ...}
 
 Both read a pyhf JSON workspace, pick a measurement (the first unless
-``--measurement`` names one) and use asymptotic formulae. Bad input (malformed
+``--measurement`` names one) and use asymptotic formulae (``cls`` also
+pseudo-experiments with ``--calctype toybased``). Bad input (malformed
 JSON, a schema violation, a missing POI, …) is reported as one line with exit
 code 2.
 """
@@ -52,6 +54,12 @@ def register(subparsers) -> None:
                             help="tested POI value (default 1.0)")
     cls_parser.add_argument("--test-stat", default="qtilde", choices=("qtilde", "q", "q0"),
                             help="test statistic (default qtilde); q0 reports discovery p-values")
+    cls_parser.add_argument("--calctype", default="asymptotics", choices=("asymptotics", "toybased"),
+                            help="asymptotic formulae (default) or pseudo-experiments, as pyhf")
+    cls_parser.add_argument("--ntoys", type=int, default=2000,
+                            help="pseudo-experiments per hypothesis with --calctype toybased (default 2000)")
+    cls_parser.add_argument("--seed", type=int, default=0,
+                            help="random seed of the pseudo-experiments (default 0)")
     cls_parser.set_defaults(func=run_cls)
 
     limit_parser = subparsers.add_parser(
@@ -114,7 +122,19 @@ def run_cls(args) -> int:
             f"--poi-value {args.poi_value} lies outside the bounds [{low}, {high}] "
             f"of the POI {model.config.poi_name!r}"
         )
-    result = infer.hypotest(args.poi_value, data, model, test_stat=args.test_stat)
+    if args.calctype == "toybased":
+        if args.ntoys < 1:
+            raise CommandError(f"--ntoys must be positive, got {args.ntoys}")
+        import warnings
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = infer.hypotest_toys(args.poi_value, data, model, key=args.seed, n_toys=args.ntoys,
+                                         test_stat=args.test_stat)
+        for warning in caught:
+            print(f"diffana cls: warning: {warning.message}", file=sys.stderr)
+    else:
+        result = infer.hypotest(args.poi_value, data, model, test_stat=args.test_stat)
     _warn_unconverged(result, args)
     output = {
         "CLs_obs": _finite(result.cls_obs, "observed CLs"),

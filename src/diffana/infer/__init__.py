@@ -1,4 +1,5 @@
-"""Statistical inference: fits, test statistics, asymptotic CLs and upper limits.
+"""Statistical inference: fits, test statistics, asymptotic and toy-based CLs, upper
+limits and look-elsewhere corrections.
 
 pyhf's vocabulary and argument order, as pure JAX functions: every function jits,
 vmaps over stacks of models of one structure, and is differentiable w.r.t. the
@@ -22,26 +23,53 @@ from diffana.infer.fit import (
     fitted_asimov_data,
     fixed_poi_fit,
 )
+from diffana.infer.lee import (
+    ScanToys,
+    global_p_value_from_toys,
+    gross_vitells,
+    local_p_value,
+    scan_max_q0_toys,
+    scan_q0,
+    significance_from_p_value,
+    stack_models,
+    trials_factor,
+    upcrossings,
+)
 from diffana.infer.limits import UpperLimitResult, upper_limit
 from diffana.infer.minimize import MinimizeResult, SolverOptions, minimize
+from diffana.infer.toys import ToyHypotestResult, hypotest_toys, sample_toys, toy_test_statistics
 
 __all__ = [
     "FitResult",
     "HypotestResult",
     "MinimizeResult",
+    "ScanToys",
     "SignificanceResult",
     "SolverOptions",
+    "ToyHypotestResult",
     "UpperLimitResult",
     "asimov_data",
     "check_converged",
     "fit",
     "fitted_asimov_data",
     "fixed_poi_fit",
+    "global_p_value_from_toys",
+    "gross_vitells",
     "hypotest",
+    "hypotest_toys",
+    "local_p_value",
     "minimize",
     "q0",
     "qmu",
     "qmu_tilde",
+    "sample_toys",
+    "scan_max_q0_toys",
+    "scan_q0",
     "significance",
+    "significance_from_p_value",
+    "stack_models",
+    "toy_test_statistics",
+    "trials_factor",
+    "upcrossings",
     "upper_limit",
 ]
