@@ -284,3 +284,19 @@ def test_tiny_end_to_end_run(tmp_path):
     for lim in result.limits.values():
         assert lim["expected"].shape == (3, 5)
         assert np.all(np.diff(lim["expected"], axis=1) >= 0)
+        assert lim["local_significance"].shape == (3,) and np.all(np.isfinite(lim["local_significance"]))
+    assert all(0.0 <= s["global_significance"] <= s["max_local_significance"] + 1e-12 for s in result.summary.values())
+
+
+def test_look_elsewhere_summary():
+    masses = np.linspace(1.0, 8.0, 8)
+    quiet = outputs.look_elsewhere(masses, np.array([0.1, 0.5, 0.2, 0.0, 0.3, 0.4, 0.2, 0.1]))
+    assert quiet["global_p_value"] == 1.0 and quiet["global_significance"] == 0.0
+    excess = outputs.look_elsewhere(masses, np.array([0.5, 1.5, 0.5, 2.0, 3.2, 1.0, 0.2, 1.4]))
+    assert excess["mass_of_max_local_significance_GeV"] == masses[4]
+    assert excess["upcrossings_of_reference"] == 3
+    # The global significance is below the local one, and matches the formula.
+    assert 0.0 < excess["global_significance"] < 3.2
+    from scipy.stats import norm
+    p = norm.sf(3.2) + 3 * np.exp(-(3.2**2 - 1.0) / 2)
+    assert excess["global_p_value"] == pytest.approx(p, rel=1e-9)

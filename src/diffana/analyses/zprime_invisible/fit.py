@@ -112,3 +112,26 @@ def scan_limits(templates: dict, observed_counts, luminosity_uncertainty: float,
     t = {k: jnp.asarray(templates[k], jnp.float64) for k in (*TEMPLATE_KEYS, *PER_HYPOTHESIS_KEYS)}
     observed, expected, converged = _SCANS[key](t, jnp.asarray(observed_counts, jnp.float64))
     return np.asarray(observed), np.asarray(expected), np.asarray(converged)
+
+
+def hypothesis_significance(t: dict, observed_counts, luminosity_uncertainty: float):
+    """(local significance Z = √q0, converged) of an excess at one hypothesis in the
+    (pseudo-)data ``observed_counts``."""
+    model = hypothesis_model(t, luminosity_uncertainty)
+    data = jnp.concatenate([observed_counts, model.config.auxdata])
+    result = infer.significance(data, model)
+    return result.observed, result.converged
+
+
+_SIGNIFICANCE_SCANS: dict = {}
+
+
+def scan_local_significance(templates: dict, observed_counts, luminosity_uncertainty: float):
+    """Local significance of every hypothesis in one vmapped call (arguments as
+    :func:`scan_limits`). Returns numpy (Z (M,), converged (M,))."""
+    key = float(luminosity_uncertainty)
+    if key not in _SIGNIFICANCE_SCANS:
+        _SIGNIFICANCE_SCANS[key] = jax.jit(jax.vmap(lambda t, d: hypothesis_significance(t, d, key)))
+    t = {k: jnp.asarray(templates[k], jnp.float64) for k in (*TEMPLATE_KEYS, *PER_HYPOTHESIS_KEYS)}
+    z, converged = _SIGNIFICANCE_SCANS[key](t, jnp.asarray(observed_counts, jnp.float64))
+    return np.asarray(z), np.asarray(converged)

@@ -23,7 +23,7 @@ from rich.progress import Progress
 
 from diffana.analyses.zprime_invisible import selections as sel
 from diffana.analyses.zprime_invisible.config import Config
-from diffana.analyses.zprime_invisible.fit import scan_limits
+from diffana.analyses.zprime_invisible.fit import scan_limits, scan_local_significance
 from diffana.analyses.zprime_invisible.samples import AnalysisSamples, make_samples, recoil_mass_squared_resolution
 from diffana.analyses.zprime_invisible.templates import analysis_templates, reference_cross_sections, theta_edges
 
@@ -100,7 +100,9 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         t = templates(samples.signal_test, samples.background_test, score_signal > cut, score_background > cut, sigma_ref)
         data = templates(samples.signal_test, samples.pseudo_data, ones_sig, score_data > cut, sigma_ref)["background"]
         observed, expected, converged = scan_limits(t, data, sy.luminosity, a.cl)
+        local_z, z_converged = scan_local_significance(t, data, sy.luminosity)
         return {"observed": observed, "expected": expected, "converged": converged, "cut": float(cut),
+                "local_significance": local_z, "significance_converged": z_converged,
                 "signal_efficiency": np.asarray(t["signal"]).sum(axis=1) / samples.luminosity,
                 "background": np.asarray(t["background"]).sum(axis=1)}
 
