@@ -175,8 +175,11 @@ def simulate_detector(key, truth_lab, detector: DetectorModel = DetectorModel())
     cos_t = jnp.where(p_true > 0, charged[..., 3] / jnp.where(p_true > 0, p_true, 1.0), 1.0)
     at_ecl = jnp.stack([jnp.ones_like(pt_true), sin_t * cos_phi_ecl, sin_t * sin_phi_ecl, cos_t], axis=-1)
     reaches_ecl = pt_true > curl  # a softer track curls up inside the tracker
+    # at_ecl is a unit vector: cos(angle) > cos(cone) ⟺ p⃗_γ·û > cos(cone)·|p⃗_γ| (no divide per pair)
+    photon_momentum = jnp.sqrt(jnp.sum(photons[..., 1:] ** 2, axis=-1))
+    along = jnp.sum(photons[:, :, None, 1:] * at_ecl[:, None, :, 1:], axis=-1)
     near_track = jnp.any(
-        (kin.cos_opening_angle(photons[:, :, None, :], at_ecl[:, None, :, :]) > jnp.cos(cone))
+        (along > jnp.cos(cone) * photon_momentum[:, :, None]) & (photon_momentum[:, :, None] > 0)
         & (in_acceptance & reaches_ecl)[:, None, :],
         axis=-1,
     )

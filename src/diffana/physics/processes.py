@@ -158,7 +158,8 @@ def michel_energy_fraction(u, iterations=6):
         x = jnp.clip(x - f / jnp.maximum(df, 1e-12), 0.0, 1.0)
         return x, None
 
-    x, _ = jax.lax.scan(newton, x, None, length=iterations)
+    # unrolled: XLA fuses the six steps into one loop over the events instead of a while loop
+    x, _ = jax.lax.scan(newton, x, None, length=iterations, unroll=True)
     return x
 
 
