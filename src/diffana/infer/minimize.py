@@ -24,6 +24,7 @@ import jax.numpy as jnp
 
 _ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
 _MIN_STEP = 2.0**-30
+_ACTIVE_SET_EPSILON = 1e-6  # relative to a parameter's range (upper - lower)
 
 
 class MinimizeResult(NamedTuple):
@@ -44,10 +45,26 @@ class SolverOptions(NamedTuple):
     decrement_tolerance: float = 1e-18
 
 
-def _free_mask(x, gradient, lower, upper, pinned):
-    at_lower = (x <= lower) & (gradient > 0)
-    at_upper = (x >= upper) & (gradient < 0)
+def _free_mask(x, gradient, lower, upper, pinned, epsilon=0.0):
+    """Parameters the Newton step may move: not pinned, and not on (or, with
+    ``epsilon``, within ``epsilon`` of) a bound that the gradient pushes against."""
+    at_lower = (x <= lower + epsilon) & (gradient > 0)
+    at_upper = (x >= upper - epsilon) & (gradient < 0)
     return ~pinned & ~at_lower & ~at_upper
+
+
+def _active_set_epsilon(x, gradient, lower, upper, pinned):
+    """Bertsekas' (1982) epsilon for the active set: min(eps0, ||x - P(x - g)||).
+
+    A parameter creeping towards a bound (a background normalisation going to 0)
+    would otherwise stay "free" at 1e-9 from it: its Newton component, clipped at
+    the bound, spoils the step of the others and the line search stalls. Far from
+    a solution such parameters are held at their bound; at the solution (where the
+    projected gradient vanishes) epsilon goes to zero and the exact active set is used.
+    """
+    projected = jnp.where(pinned, x, jnp.clip(x - gradient, lower, upper))
+    distance = jnp.sqrt(jnp.sum((x - projected) ** 2))
+    return jnp.minimum(_ACTIVE_SET_EPSILON * (upper - lower), distance)
 
 
 def _newton_direction(gradient, hessian, free):
@@ -72,7 +89,15 @@ def _newton_direction(gradient, hessian, free):
         magnitude = jnp.maximum(magnitude, 1e-10 * jnp.max(magnitude))
         return -(vectors @ ((vectors.T @ g) / magnitude))
 
-    modified = jax.lax.cond(newton_ok, lambda: jnp.zeros_like(g), modified_newton)
+    # Computed only when some fit needs it: under vmap a lax.cond becomes a select
+    # that evaluates both branches, whereas a while loop runs its body only while
+    # any batch member still asks for it (rarely: near the minimum H is positive
+    # definite).
+    modified, _ = jax.lax.while_loop(
+        lambda state: ~state[1],
+        lambda state: (modified_newton(), jnp.array(True)),
+        (jnp.zeros_like(g), newton_ok),
+    )
     modified_ok = jnp.all(jnp.isfinite(modified)) & (jnp.dot(g, modified) < 0)
     # Last resort: gradient step scaled by the (positive part of the) diagonal curvature.
     diag = jnp.where(free, jnp.abs(jnp.diagonal(hessian)), 1.0)
@@ -103,8 +128,12 @@ def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions, 
         x, fx, _, iteration, _ = state
         _, g = value_and_grad(x)
         h = hessian(x)
-        free = _free_mask(x, g, lower, upper, pinned)
+        epsilon = _active_set_epsilon(x, g, lower, upper, pinned)
+        free = _free_mask(x, g, lower, upper, pinned, epsilon)
         direction, decrement, newton_ok = _newton_direction(g, h, free)
+        # Parameters held near their bound step onto it.
+        near_bound = ~free & ~pinned
+        direction = jnp.where(near_bound & (g > 0), lower - x, jnp.where(near_bound & (g < 0), upper - x, direction))
 
         def trial(step):
             candidate = jnp.where(pinned, x, jnp.clip(x + step * direction, lower, upper))
