@@ -55,7 +55,7 @@ class LimitSettings(eqx.Module):
 
 def _residuals_and_slopes(mus, prepared, settings: LimitSettings, starts):
     """log CLs − log(1 − CL) for the six curves at ``mus`` (obs, then the 5 expected),
-    their derivatives w.r.t. μ, the fits' parameters and status."""
+    their derivatives w.r.t. μ, the fits' parameters (next warm starts) and status."""
     test_stat = settings.test_stat
     poi = prepared.model.config.poi_index
     log_alpha = jnp.log1p(-settings.cl)
@@ -120,20 +120,13 @@ def _solve_limits(prepared, settings: LimitSettings):
     """Safeguarded Newton iteration for the six roots (no gradients here)."""
     n_pars = prepared.init.shape[0]
     mus = _initial_guess(prepared, settings)
-    # Every conditional fit starts from the suggested initial values, as in
-    # hypotest (and pyhf, ROOT): with a non-convex likelihood a warm start from the
-    # previous μ can settle in another local minimum, and the root would then solve
-    # a different CLs curve from the one hypotest reports (seen on a random model
-    # with two background normalisations running to their bound). The final fits'
-    # parameters are kept for the backward pass, whose fits then start at the minimum.
-    init_starts = (prepared.init, jnp.broadcast_to(prepared.init, (6, n_pars)))
-    starts = init_starts
+    starts = (prepared.init, jnp.broadcast_to(prepared.init, (6, n_pars)))
     lower = jnp.zeros(6)
     upper = jnp.full(6, jnp.inf)
 
     def body(state):
         mus, lower, upper, starts, iteration, _, fits_ok, _, _ = state
-        residual, slope, new_starts, converged_fits = _residuals_and_slopes(mus, prepared, settings, init_starts)
+        residual, slope, new_starts, converged_fits = _residuals_and_slopes(mus, prepared, settings, starts)
         # CLs falls with μ: a positive residual means the root lies above.
         above = residual > 0
         lower = jnp.where(above, mus, lower)

@@ -24,7 +24,6 @@ import jax.numpy as jnp
 
 _ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
 _MIN_STEP = 2.0**-30
-_ACTIVE_SET_EPSILON = 1e-6  # relative to a parameter's range (upper - lower)
 
 
 class MinimizeResult(NamedTuple):
@@ -45,26 +44,10 @@ class SolverOptions(NamedTuple):
     decrement_tolerance: float = 1e-18
 
 
-def _free_mask(x, gradient, lower, upper, pinned, epsilon=0.0):
-    """Parameters the Newton step may move: not pinned, and not on (or, with
-    ``epsilon``, within ``epsilon`` of) a bound that the gradient pushes against."""
-    at_lower = (x <= lower + epsilon) & (gradient > 0)
-    at_upper = (x >= upper - epsilon) & (gradient < 0)
+def _free_mask(x, gradient, lower, upper, pinned):
+    at_lower = (x <= lower) & (gradient > 0)
+    at_upper = (x >= upper) & (gradient < 0)
     return ~pinned & ~at_lower & ~at_upper
-
-
-def _active_set_epsilon(x, gradient, lower, upper, pinned):
-    """Bertsekas' (1982) epsilon for the active set: min(eps0, ||x - P(x - g)||).
-
-    A parameter creeping towards a bound (a background normalisation going to 0)
-    would otherwise stay "free" at 1e-9 from it: its Newton component, clipped at
-    the bound, spoils the step of the others and the line search stalls. Far from
-    a solution such parameters are held at their bound; at the solution (where the
-    projected gradient vanishes) epsilon goes to zero and the exact active set is used.
-    """
-    projected = jnp.where(pinned, x, jnp.clip(x - gradient, lower, upper))
-    distance = jnp.sqrt(jnp.sum((x - projected) ** 2))
-    return jnp.minimum(_ACTIVE_SET_EPSILON * (upper - lower), distance)
 
 
 def _newton_direction(gradient, hessian, free):
@@ -76,34 +59,11 @@ def _newton_direction(gradient, hessian, free):
     chol = jnp.linalg.cholesky(h)
     newton = -jax.scipy.linalg.cho_solve((chol, True), g)
     newton_ok = jnp.all(jnp.isfinite(newton)) & (jnp.dot(g, newton) <= 0)
-
-    # Away from the minimum the likelihood need not be convex (products of
-    # normalisation factors, code4 interpolation): H can be indefinite, e.g. along
-    # a valley where two background normalisations trade off. A gradient step
-    # crawls along such a valley for hundreds of iterations; the modified Newton
-    # step with |eigenvalues| (Nocedal & Wright §3.4, "saddle-free" Newton) keeps
-    # the curvature information and is a descent direction.
-    def modified_newton():
-        eigenvalues, vectors = jnp.linalg.eigh(h)
-        magnitude = jnp.abs(eigenvalues)
-        magnitude = jnp.maximum(magnitude, 1e-10 * jnp.max(magnitude))
-        return -(vectors @ ((vectors.T @ g) / magnitude))
-
-    # Computed only when some fit needs it: under vmap a lax.cond becomes a select
-    # that evaluates both branches, whereas a while loop runs its body only while
-    # any batch member still asks for it (rarely: near the minimum H is positive
-    # definite).
-    modified, _ = jax.lax.while_loop(
-        lambda state: ~state[1],
-        lambda state: (modified_newton(), jnp.array(True)),
-        (jnp.zeros_like(g), newton_ok),
-    )
-    modified_ok = jnp.all(jnp.isfinite(modified)) & (jnp.dot(g, modified) < 0)
-    # Last resort: gradient step scaled by the (positive part of the) diagonal curvature.
+    # Fallback: gradient step scaled by the (positive part of the) diagonal curvature.
     diag = jnp.where(free, jnp.abs(jnp.diagonal(hessian)), 1.0)
     diag = jnp.where(diag > 1e-12, diag, 1.0)
     scaled_gradient = -g / diag
-    direction = jnp.where(newton_ok, newton, jnp.where(modified_ok, modified, scaled_gradient))
+    direction = jnp.where(newton_ok, newton, scaled_gradient)
     decrement = -jnp.dot(g, direction)
     return jnp.where(free, direction, 0.0), decrement, newton_ok
 
@@ -128,12 +88,8 @@ def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions, 
         x, fx, _, iteration, _ = state
         _, g = value_and_grad(x)
         h = hessian(x)
-        epsilon = _active_set_epsilon(x, g, lower, upper, pinned)
-        free = _free_mask(x, g, lower, upper, pinned, epsilon)
+        free = _free_mask(x, g, lower, upper, pinned)
         direction, decrement, newton_ok = _newton_direction(g, h, free)
-        # Parameters held near their bound step onto it.
-        near_bound = ~free & ~pinned
-        direction = jnp.where(near_bound & (g > 0), lower - x, jnp.where(near_bound & (g < 0), upper - x, direction))
 
         def trial(step):
             candidate = jnp.where(pinned, x, jnp.clip(x + step * direction, lower, upper))
