@@ -137,7 +137,7 @@ def _toy_statistics_jit(poi_value, toys, model, test_stat, init_pars, par_bounds
     return _toy_statistics(poi_value, toys, model, settings, test_stat, options, batch_size)
 
 
-def _expected_band_error(cls_values, clb_values, n_toys, test_stat):
+def _expected_band_error(cls_values, cls_exp, clb_values, n_toys, test_stat):
     """Monte Carlo standard error of the expected CLs percentiles.
 
     Two independent sources: which alternative toy lands at the percentile (its
@@ -150,7 +150,7 @@ def _expected_band_error(cls_values, clb_values, n_toys, test_stat):
     low = jnp.percentile(cls_values, 100.0 * jnp.clip(fraction - spread, 0.0, 1.0), method="linear")
     high = jnp.percentile(cls_values, 100.0 * jnp.clip(fraction + spread, 0.0, 1.0), method="linear")
     rank_error = 0.5 * jnp.abs(high - low)
-    cls = jnp.percentile(cls_values, NORMAL_PERCENTILES, method="linear")
+    cls = cls_exp
     if test_stat == "q0":
         clsb, clb = cls, jnp.ones_like(cls)
     else:
@@ -241,18 +241,17 @@ def hypotest_toys(
 def _warn_if_unreliable(result: ToyHypotestResult, n_toys: int):
     if isinstance(result.clb, jax.core.Tracer):  # inside jit/vmap: the fields say it
         return
-    if True:
-        if float(result.clb) == 0.0:
-            warnings.warn(
-                f"CLb = 0: the observed test statistic exceeds all {n_toys} alternative toys, "
-                "so CLs is undefined (NaN); increase n_toys",
-                stacklevel=3,
-            )
-        if int(result.n_failed_fits) > 0:
-            warnings.warn(
-                f"{int(result.n_failed_fits)} of {2 * n_toys} toys had a fit that did not converge",
-                stacklevel=3,
-            )
+    if float(result.clb) == 0.0:
+        warnings.warn(
+            f"CLb = 0: the observed test statistic exceeds all {n_toys} alternative toys, "
+            "so CLs is undefined (NaN); increase n_toys",
+            stacklevel=3,
+        )
+    if int(result.n_failed_fits) > 0:
+        warnings.warn(
+            f"{int(result.n_failed_fits)} of {2 * n_toys} toys had a fit that did not converge",
+            stacklevel=3,
+        )
 
 
 @eqx.filter_jit
@@ -300,7 +299,7 @@ def _hypotest_toys(poi_value, data, model, key, n_toys, test_stat, init_pars, pa
         # With no null toy above t_obs, quote the size of one toy's count.
         cls_obs_error = jnp.where(clsb > 0, cls_obs * rel, (1.0 / n_toys) / jnp.maximum(clb, 1.0 / n_toys))
     cls_exp = jnp.percentile(cls_values, NORMAL_PERCENTILES, method="linear")
-    cls_exp_error = _expected_band_error(cls_values, clb_alt, n_toys, test_stat)
+    cls_exp_error = _expected_band_error(cls_values, cls_exp, clb_alt, n_toys, test_stat)
     return ToyHypotestResult(
         cls_obs=cls_obs,
         cls_exp=cls_exp,
