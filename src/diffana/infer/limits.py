@@ -30,6 +30,7 @@ from diffana.infer.asymptotics import (
     safe_sqrt,
     test_statistics,
 )
+from diffana.infer import linalg
 from diffana.infer.fit import _poi_index, twice_nll_objective
 from diffana.infer.minimize import SolverOptions
 from diffana.model import Model
@@ -55,7 +56,7 @@ class LimitSettings(eqx.Module):
 
 def _residuals_and_slopes(mus, prepared, settings: LimitSettings, starts):
     """log CLs − log(1 − CL) for the six curves at ``mus`` (obs, then the 5 expected),
-    their derivatives w.r.t. μ, the fits' parameters (next warm starts) and status."""
+    their derivatives w.r.t. μ, the fits' parameters and status."""
     test_stat = settings.test_stat
     poi = prepared.model.config.poi_index
     log_alpha = jnp.log1p(-settings.cl)
@@ -104,8 +105,9 @@ def _initial_guess(prepared, settings):
     h = model.twice_nll_hessian(prepared.asimov_pars, prepared.asimov_data)
     free = ~prepared.fixed
     h = jnp.where(free[:, None] & free[None, :], h, jnp.eye(h.shape[0]))
-    covariance = 2.0 * jnp.linalg.inv(h)
-    sigma = jnp.sqrt(jnp.abs(covariance[poi, poi]))
+    # Variance of the POI: 2 (H^-1)_poi,poi, from one linear solve.
+    variance = 2.0 * linalg.solve(h, jnp.zeros(h.shape[0]).at[poi].set(1.0))[poi]
+    sigma = jnp.sqrt(jnp.abs(variance))
     sigma = jnp.where(jnp.isfinite(sigma) & (sigma > 0), sigma, 1.0)
     alpha = 1.0 - settings.cl
     # sqrt(q_A) that solves CLs_exp = alpha for each band (unclipped normal).
@@ -120,13 +122,20 @@ def _solve_limits(prepared, settings: LimitSettings):
     """Safeguarded Newton iteration for the six roots (no gradients here)."""
     n_pars = prepared.init.shape[0]
     mus = _initial_guess(prepared, settings)
-    starts = (prepared.init, jnp.broadcast_to(prepared.init, (6, n_pars)))
+    # Every conditional fit starts from the suggested initial values, as in
+    # hypotest (and pyhf, ROOT): with a non-convex likelihood a warm start from the
+    # previous μ can settle in another local minimum, and the root would then solve
+    # a different CLs curve from the one hypotest reports (seen on a random model
+    # with two background normalisations running to their bound). The final fits'
+    # parameters are kept for the backward pass, whose fits then start at the minimum.
+    init_starts = (prepared.init, jnp.broadcast_to(prepared.init, (6, n_pars)))
+    starts = init_starts
     lower = jnp.zeros(6)
     upper = jnp.full(6, jnp.inf)
 
     def body(state):
         mus, lower, upper, starts, iteration, _, fits_ok, _, _ = state
-        residual, slope, new_starts, converged_fits = _residuals_and_slopes(mus, prepared, settings, starts)
+        residual, slope, new_starts, converged_fits = _residuals_and_slopes(mus, prepared, settings, init_starts)
         # CLs falls with μ: a positive residual means the root lies above.
         above = residual > 0
         lower = jnp.where(above, mus, lower)

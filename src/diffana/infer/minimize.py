@@ -22,6 +22,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from diffana.infer import linalg
+
 _ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
 _MIN_STEP = 2.0**-30
 
@@ -56,9 +58,8 @@ def _newton_direction(gradient, hessian, free):
     eye = jnp.eye(gradient.shape[0], dtype=gradient.dtype)
     h = jnp.where(mask2, hessian, eye)
     g = jnp.where(free, gradient, 0.0)
-    chol = jnp.linalg.cholesky(h)
-    newton = -jax.scipy.linalg.cho_solve((chol, True), g)
-    newton_ok = jnp.all(jnp.isfinite(newton)) & (jnp.dot(g, newton) <= 0)
+    newton, positive_definite = linalg.solve_positive_definite(h, -g)
+    newton_ok = positive_definite & (jnp.dot(g, newton) <= 0)
     # Fallback: gradient step scaled by the (positive part of the) diagonal curvature.
     diag = jnp.where(free, jnp.abs(jnp.diagonal(hessian)), 1.0)
     diag = jnp.where(diag > 1e-12, diag, 1.0)
@@ -186,7 +187,7 @@ def _minimize_bwd(objective, options, hessian, residuals, cotangents):
     free = _free_mask(x, g, lower, upper, pinned) & (x > lower) & (x < upper)
     mask2 = free[:, None] & free[None, :]
     h_free = jnp.where(mask2, h, jnp.eye(x.shape[0], dtype=x.dtype))
-    w = jnp.linalg.solve(h_free, jnp.where(free, x_bar, 0.0))
+    w = linalg.solve(h_free, jnp.where(free, x_bar, 0.0))
     w = jnp.where(free, w, 0.0)
 
     _, grad_vjp = jax.vjp(lambda a: gradient_fn(x, a), args)
