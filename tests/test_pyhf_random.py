@@ -300,12 +300,14 @@ def _check(result):
 
 KNOWN_FAILURES = (9, 14)
 """Models that fail with the current solver: 14, a fit crawling along a
-negative-curvature valley (gradient fallback); 9, a background normalisation
-creeping to its bound and a warm-started limit fit settling in another local
-minimum. Fixes exist (modified Newton with |eigenvalues|, Bertsekas' epsilon-active
-set, limit fits from the suggested inits: commits 64f676e, 1d58692) but were
-reverted because, together, they made the Z'->invisible demo's vmapped limit scan
-deadlock in XLA:CPU (0% CPU, all threads waiting); see the session note."""
+negative-curvature valley (diagonally scaled gradient fallback); 9, a background
+normalisation creeping to its bound while its Hessian is indefinite. (Model 9's
+other defect, a warm-started limit fit settling in another local minimum, is fixed:
+limit fits start from the suggested inits.) A modified Newton step with |eigenvalues|
+fixes both (commit 64f676e) but needs an eigendecomposition: LAPACK's deadlocks
+under vmap (see diffana.infer.linalg) and a pure-JAX Jacobi one made the
+Z'->invisible scan 13x slower. Shifting H by tau |diag H| until positive definite
+fixed 14 but broke model 13."""
 
 
 @pytest.mark.slow
