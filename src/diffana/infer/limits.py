@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtri
 
+from diffana.infer import linalg
 from diffana.infer.asymptotics import (
     EXPECTED_NSIGMA,
     _check_test_stat,
@@ -30,7 +31,6 @@ from diffana.infer.asymptotics import (
     safe_sqrt,
     test_statistics,
 )
-from diffana.infer import linalg
 from diffana.infer.fit import _poi_index, twice_nll_objective
 from diffana.infer.minimize import SolverOptions
 from diffana.model import Model
