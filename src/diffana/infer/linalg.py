@@ -11,10 +11,11 @@ The Z'→invisible scan did exactly that.
 
 The routines here are written in plain ``jax.numpy`` inside ``lax.fori_loop`` (one
 step per column, each step a fused elementwise/reduction kernel), so they compile to
-ordinary XLA loops, vectorise under ``vmap`` and cannot deadlock. On the
-Z'→invisible limit scan (16 hypotheses, 46 parameters) they took 1.48 s per scan
-where the LAPACK version took 1.7 s. All are differentiable, but the solvers that
-use them define their own derivatives.
+ordinary XLA loops, vectorise under ``vmap`` and cannot deadlock. The price:
+a batched solve is 1.8–3.9× slower than LAPACK's (``benchmarks/bench_linalg.py``,
+20–46 parameters, 96–500 solves at once), one of several costs of a Newton
+iteration besides the gradient, the Hessian and the line search. All are
+differentiable, but the solvers that use them define their own derivatives.
 """
 
 from __future__ import annotations
