@@ -5,6 +5,8 @@
     diffana cls WORKSPACE.json --calctype toybased --ntoys 2000 --seed 0
     diffana limit WORKSPACE.json --cl 0.90
         -> {"exp": [5 values, −2σ…+2σ], "obs": ...}
+    diffana limit WORKSPACE.json --calctype toybased --ntoys 2000 --scan 0.5,5,10
+        -> also "obs_error", "exp_error" (Monte Carlo) and the "scan"
 
 Both read a pyhf JSON workspace, pick a measurement (the first unless
 ``--measurement`` names one) and use asymptotic formulae (``cls`` also
@@ -64,7 +66,7 @@ def register(subparsers) -> None:
 
     limit_parser = subparsers.add_parser(
         "limit",
-        help="asymptotic CLs upper limits on the POI of a workspace",
+        help="CLs upper limits on the POI of a workspace (asymptotic or toy-based)",
         description="Observed and expected (−2σ…+2σ) CLs upper limits on the POI, "
         "printed as JSON.",
     )
@@ -73,6 +75,17 @@ def register(subparsers) -> None:
                               help="confidence level (default 0.90)")
     limit_parser.add_argument("--test-stat", default="qtilde", choices=("qtilde", "q"),
                               help="test statistic (default qtilde)")
+    limit_parser.add_argument("--calctype", default="asymptotics", choices=("asymptotics", "toybased"),
+                              help="asymptotic formulae (default) or pseudo-experiments on a scan")
+    limit_parser.add_argument("--ntoys", type=int, default=2000,
+                              help="pseudo-experiments per hypothesis and scan point with "
+                              "--calctype toybased (default 2000)")
+    limit_parser.add_argument("--seed", type=int, default=0,
+                              help="random seed of the pseudo-experiments (default 0)")
+    limit_parser.add_argument("--scan", default=None, metavar="START,STOP,N",
+                              help="POI values tested with --calctype toybased, as numpy.linspace "
+                              "arguments (default: 12 points from half the smallest to twice the "
+                              "largest asymptotic limit)")
     limit_parser.set_defaults(func=run_limit)
 
 
@@ -145,12 +158,15 @@ def run_cls(args) -> int:
 
 
 def run_limit(args) -> int:
-    """Print ``{"obs": …, "exp": [5]}``, the upper limits on the POI at ``--cl``."""
+    """Print ``{"obs": …, "exp": [5]}``, the upper limits on the POI at ``--cl``
+    (with ``--calctype toybased`` also their Monte Carlo errors and the scan)."""
     from diffana import infer
 
     if not 0.0 < args.cl < 1.0:
         raise CommandError(f"--cl must lie strictly between 0 and 1, got {args.cl}")
     _, model, data = _load(args)
+    if args.calctype == "toybased":
+        return _run_toy_limit(args, model, data)
     result = infer.upper_limit(data, model, cl=args.cl, test_stat=args.test_stat)
     _warn_unconverged(result, args)
     output = {
@@ -159,3 +175,60 @@ def run_limit(args) -> int:
     }
     print(json.dumps(output, indent=4, sort_keys=True))
     return 0
+
+
+def _parse_scan(text):
+    import numpy as np
+
+    try:
+        start, stop, n = text.split(",")
+        scan = np.linspace(float(start), float(stop), int(n))
+    except ValueError:
+        raise CommandError(f"--scan must be START,STOP,N (e.g. 0.5,5,10), got {text!r}") from None
+    if scan.size < 2 or not np.all(np.isfinite(scan)) or not np.all(np.diff(scan) > 0):
+        raise CommandError(f"--scan {text} must give at least two increasing finite POI values")
+    return scan
+
+
+def _run_toy_limit(args, model, data) -> int:
+    import warnings
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from diffana import infer
+
+    if args.ntoys < 1:
+        raise CommandError(f"--ntoys must be positive, got {args.ntoys}")
+    scan = None if args.scan is None else _parse_scan(args.scan)
+    if scan is not None:
+        low, high = (float(v) for v in model.config.suggested_bounds()[model.config.poi_index])
+        if scan[0] < low or scan[-1] > high:
+            raise CommandError(f"--scan [{scan[0]:g}, {scan[-1]:g}] leaves the bounds [{low:g}, {high:g}] "
+                               f"of the POI {model.config.poi_name!r}")
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                        TimeRemainingColumn(), console=_stderr_console(), transient=True)
+    task = progress.add_task(f"toys ({args.ntoys} per point)", total=None)
+    with warnings.catch_warnings(record=True) as caught, progress:
+        warnings.simplefilter("always")
+        result = infer.upper_limit_toys(
+            data, model, cl=args.cl, scan=scan, key=args.seed, n_toys=args.ntoys, test_stat=args.test_stat,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    for warning in caught:
+        print(f"diffana limit: warning: {warning.message}", file=sys.stderr)
+    _warn_unconverged(result, args)
+    output = {
+        "obs": _finite(result.observed, "observed limit (toys; see the warning)"),
+        "exp": [_finite(v, "expected limit (toys; see the warning)") for v in result.expected],
+        "obs_error": float(result.observed_error),
+        "exp_error": [float(v) for v in result.expected_error],
+        "scan": [float(v) for v in result.poi_values],
+    }
+    print(json.dumps(output, indent=4, sort_keys=True))
+    return 0
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)

@@ -37,6 +37,7 @@ from diffana.infer.lee import (
 )
 from diffana.infer.limits import UpperLimitResult, upper_limit
 from diffana.infer.minimize import MinimizeResult, SolverOptions, minimize
+from diffana.infer.toy_limits import ToyUpperLimitResult, upper_limit_toys
 from diffana.infer.toys import ToyHypotestResult, hypotest_toys, sample_toys, toy_test_statistics
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "SignificanceResult",
     "SolverOptions",
     "ToyHypotestResult",
+    "ToyUpperLimitResult",
     "UpperLimitResult",
     "asimov_data",
     "check_converged",
@@ -72,4 +74,5 @@ __all__ = [
     "trials_factor",
     "upcrossings",
     "upper_limit",
+    "upper_limit_toys",
 ]
