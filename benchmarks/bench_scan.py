@@ -167,6 +167,9 @@ def pyhf_limits(signal: np.ndarray, cl: float, tolerance: float | None):
     model = pyhf.Model(spec, poi_name="mu")
     data = observed_counts().tolist() + model.config.auxdata
     low, high = model.config.suggested_bounds()[model.config.poi_index]
+    # pyhf's CLs at exactly mu = 0 is 0/0 (NaN) for some of these models and
+    # TOMS748 refuses a NaN end point; CLs(1e-4) is ~1, so the bracket still holds
+    low = max(low, 1e-4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         observed, expected = toms748_scan(data, model, low, high, level=1.0 - cl,

@@ -253,11 +253,12 @@ def generate(
     # the RngBitGenerator-based key is ~2× faster than threefry on CPU
     key = jax.random.key(seed, impl="rbg") if key is None else key
     chunk_size = int(min(chunk_size, total))
-    chunks = []
-    done = 0
-    index = 0
-    while done < total:
-        features = simulate(
+    n_chunks = -(-total // chunk_size)
+
+    def dispatch(index):
+        # returns at once (JAX dispatches asynchronously): the next chunk is
+        # computed while the host copies out the previous one
+        return simulate(
             jax.random.fold_in(key, index),
             process,
             chunk_size,
@@ -267,18 +268,24 @@ def generate(
             signal_sampler=signal_sampler if process == "signal" else None,
             signal_isr=bool(signal_isr) and process == "signal",
         )
-        take = min(chunk_size, total - done)
-        chunks.append({name: np.asarray(value)[:take] for name, value in features.items()})
-        done += take
-        index += 1
+
+    sample = None
+    pending = dispatch(0)
+    for index in range(n_chunks):
+        features, pending = pending, (dispatch(index + 1) if index + 1 < n_chunks else None)
+        start = index * chunk_size
+        take = min(chunk_size, total - start)
+        if sample is None:
+            sample = {name: np.empty(total, dtype=value.dtype) for name, value in features.items()}
+        for name, value in features.items():
+            sample[name][start:start + take] = np.asarray(value)[:take]
         if progress is not None:
             progress(take)
-    sample = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
     relative = sample.pop("relative_weight")
     if not np.all(np.isfinite(relative)) or relative.sum() <= 0:
         raise RuntimeError(f"{process}: generator produced invalid event weights")
     if unweighted:
-        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()[-1:].tolist() + [index])
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()[-1:].tolist() + [n_chunks])
         keep = rng.uniform(size=relative.size) * relative.max() < relative
         sample = {name: value[keep] for name, value in sample.items()}
         weight = np.full(int(keep.sum()), sigma * luminosity / max(int(keep.sum()), 1))
