@@ -42,11 +42,39 @@ def test_batched_solves_compile_to_plain_xla_without_library_calls():
     m = rng.normal(size=(5, 6, 6))
     a = m @ np.swapaxes(m, 1, 2) + np.eye(6)
     b = rng.normal(size=(5, 6))
-    batched = jax.jit(jax.vmap(lambda a, b: (linalg.solve_positive_definite(a, b)[0], linalg.solve(a, b))))
+    batched = jax.jit(jax.vmap(lambda a, b: (linalg.solve_positive_definite(a, b)[0], linalg.solve(a, b),
+                                             linalg.solve_modified(a, b))))
     assert "custom_call" not in batched.lower(a, b).as_text()
-    x_pd, x_general = batched(a, b)
+    x_pd, x_general, x_modified = batched(a, b)
+    np.testing.assert_allclose(x_modified, np.linalg.solve(a, b[..., None])[..., 0], rtol=1e-8)
     expected = np.linalg.solve(a, b[..., None])[..., 0]
     np.testing.assert_allclose(x_pd, expected, rtol=1e-10)
     np.testing.assert_allclose(x_general, expected, rtol=1e-10)
     # The reason for the module: jnp.linalg does lower to a custom call.
     assert "custom_call" in jax.jit(jax.vmap(jnp.linalg.solve)).lower(a, b).as_text()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_modified_solve_is_an_exact_solve_of_a_positive_definite_shift(seed):
+    rng = np.random.default_rng(seed)
+    n = 12
+    q, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    eigenvalues = rng.uniform(0.1, 5.0, n) * np.where(rng.random(n) < 0.4, -1.0, 1.0)
+    a = (q * eigenvalues) @ q.T  # symmetric, indefinite
+    b = rng.normal(size=n)
+    x = np.asarray(linalg.solve_modified(jnp.asarray(a), jnp.asarray(b)))
+    # (a + diag(e)) x = b with e >= 0 and a + diag(e) positive definite: then -x is
+    # a descent direction for a quadratic with gradient b (b.x > 0).
+    e = (b - a @ x) / x
+    assert np.all(e > -1e-9 * np.abs(e).max())
+    assert np.linalg.eigvalsh(a + np.diag(np.maximum(e, 0.0))).min() > 0
+    assert b @ x > 0
+
+
+def test_modified_solve_leaves_a_positive_definite_matrix_alone():
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(8, 8))
+    a = m @ m.T + 8 * np.eye(8)
+    b = rng.normal(size=8)
+    np.testing.assert_allclose(np.asarray(linalg.solve_modified(jnp.asarray(a), jnp.asarray(b))),
+                               np.linalg.solve(a, b), rtol=1e-10)

@@ -4,7 +4,9 @@ Likelihood fits in HistFactory have tens of parameters, cheap exact Hessians and
 simple box bounds, so a projected Newton method (Bertsekas 1982) converges in a
 handful of iterations to machine precision — much tighter than quasi-Newton
 methods — and vectorises cleanly under ``vmap`` (every model in a batch runs the
-same fixed-shape iteration).
+same fixed-shape iteration). Where the Hessian is indefinite (far from the
+minimum of a non-convex likelihood) the step is a scaled gradient step at first
+and a modified Newton step later (see :class:`SolverOptions`).
 
 Gradients of the minimiser ``theta*(args)`` are not obtained by unrolling the
 iterations: a ``custom_vjp`` applies the implicit function theorem at the solution,
@@ -44,6 +46,13 @@ class SolverOptions(NamedTuple):
     # Convergence when the Newton decrement g^T H^-1 g (about twice the distance to
     # the minimum of the objective) is below this.
     decrement_tolerance: float = 1e-18
+    # Where the Hessian is not positive definite, the first iterations take a
+    # gradient step scaled by |diag H| (the early path of quasi-Newton fitters such
+    # as pyhf's SLSQP, so the same basin of a non-convex likelihood is found);
+    # from this iteration on, a modified Newton step (linalg.solve_modified), which
+    # does not crawl along valleys of negative curvature. If a modified step fails
+    # its line search, the next iteration takes the scaled gradient step again.
+    modified_newton_after: int = 15
 
 
 def _free_mask(x, gradient, lower, upper, pinned):
@@ -52,21 +61,26 @@ def _free_mask(x, gradient, lower, upper, pinned):
     return ~pinned & ~at_lower & ~at_upper
 
 
-def _newton_direction(gradient, hessian, free):
-    """Newton direction on the free subspace, with a safe fallback if H is not PD."""
+def _newton_direction(gradient, hessian, free, allow_modified):
+    """Search direction on the free subspace: Newton where H is positive definite;
+    otherwise a modified Newton step (if ``allow_modified``) or a gradient step
+    scaled by |diag H|. Returns (direction, decrement, newton_ok, used_modified)."""
     mask2 = free[:, None] & free[None, :]
     eye = jnp.eye(gradient.shape[0], dtype=gradient.dtype)
     h = jnp.where(mask2, hessian, eye)
     g = jnp.where(free, gradient, 0.0)
     newton, positive_definite = linalg.solve_positive_definite(h, -g)
     newton_ok = positive_definite & (jnp.dot(g, newton) <= 0)
-    # Fallback: gradient step scaled by the (positive part of the) diagonal curvature.
     diag = jnp.where(free, jnp.abs(jnp.diagonal(hessian)), 1.0)
     diag = jnp.where(diag > 1e-12, diag, 1.0)
     scaled_gradient = -g / diag
-    direction = jnp.where(newton_ok, newton, scaled_gradient)
+    modified = linalg.solve_modified(h, -g)
+    use_modified = (
+        ~newton_ok & allow_modified & jnp.all(jnp.isfinite(modified)) & (jnp.dot(g, modified) < 0)
+    )
+    direction = jnp.where(newton_ok, newton, jnp.where(use_modified, modified, scaled_gradient))
     decrement = -jnp.dot(g, direction)
-    return jnp.where(free, direction, 0.0), decrement, newton_ok
+    return jnp.where(free, direction, 0.0), decrement, newton_ok, use_modified
 
 
 def _hessian_function(objective, hessian):
@@ -86,11 +100,12 @@ def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions, 
     start = jnp.where(pinned, init, jnp.clip(init, lower, upper))
 
     def body(state):
-        x, fx, _, iteration, _ = state
+        x, fx, _, iteration, _, modified_failed = state
         _, g = value_and_grad(x)
         h = hessian(x)
         free = _free_mask(x, g, lower, upper, pinned)
-        direction, decrement, newton_ok = _newton_direction(g, h, free)
+        allow_modified = (iteration >= options.modified_newton_after) & ~modified_failed
+        direction, decrement, newton_ok, used_modified = _newton_direction(g, h, free, allow_modified)
 
         def trial(step):
             candidate = jnp.where(pinned, x, jnp.clip(x + step * direction, lower, upper))
@@ -122,20 +137,22 @@ def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions, 
         x_new = jnp.where(near, full_candidate, jnp.where(improved, candidate, x))
         f_new = jnp.where(near, full_value, jnp.where(improved, value, fx))
         converged = newton_ok & (decrement < options.decrement_tolerance)
-        stalled = ~near & ~improved
+        # A failed modified-Newton step is not the end: retry with the gradient step.
+        modified_failed = used_modified & ~improved
+        stalled = ~near & ~improved & ~modified_failed
         # Stalled at the float64 floor of the objective: converged if the Newton
         # decrement (about twice the remaining distance to the minimum) is negligible.
         converged = converged | (stalled & newton_ok & (decrement < 1e-10))
         done = converged | stalled
-        return x_new, f_new, converged, iteration + 1, done
+        return x_new, f_new, converged, iteration + 1, done, modified_failed
 
     def cond(state):
-        _, _, _, iteration, done = state
+        _, _, _, iteration, done, _ = state
         return (~done) & (iteration < options.max_iterations)
 
     f0 = f(start)
-    state = (start, f0, jnp.array(False), jnp.array(0), ~jnp.isfinite(f0))
-    x, fx, converged, iterations, _ = jax.lax.while_loop(cond, body, state)
+    state = (start, f0, jnp.array(False), jnp.array(0), ~jnp.isfinite(f0), jnp.array(False))
+    x, fx, converged, iterations, _, _ = jax.lax.while_loop(cond, body, state)
     return MinimizeResult(x, fx, converged, iterations)
 
 
