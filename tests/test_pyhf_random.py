@@ -20,6 +20,8 @@ checks ``N_DEFAULT`` models; ``-m slow`` runs all ``N_FULL``.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -196,6 +198,48 @@ def default_indices(count: int = None, max_parameters: int = 8, max_index: int =
     return chosen
 
 
+@contextlib.contextmanager
+def memoized_pyhf_fits(cache: dict):
+    """Cache pyhf's ``fit`` and ``fixed_poi_fit`` by their exact arguments.
+
+    Each ``pyhf.infer.hypotest`` runs five fits, three of which do not depend on the
+    tested μ (the free fits to the data and to the Asimov data, and the fit with
+    μ = 0 that generates the Asimov data). A limit check calls hypotest at several
+    μ; the cache returns the identical result of an identical call instead of
+    repeating it, so pyhf's numbers are unchanged (deterministic SLSQP) and the
+    comparison ~2.5× cheaper. ``cache`` is kept by the caller across calls.
+    """
+    import pyhf.infer.calculators as calculators
+    import pyhf.infer.test_statistics as test_statistics
+
+    originals = {(module, name): getattr(module, name)
+                 for module in (calculators, test_statistics) for name in ("fit", "fixed_poi_fit")
+                 if hasattr(module, name)}
+
+    def key(args, kwargs):
+        def frozen(value):
+            if isinstance(value, (list, tuple)) or hasattr(value, "shape"):
+                return ("array", np.asarray(value, dtype=float).tobytes(), np.shape(value))
+            return value if isinstance(value, (int, float, str, bool, type(None))) else ("id", id(value))
+        return tuple(frozen(a) for a in args) + tuple(sorted((k, frozen(v)) for k, v in kwargs.items()))
+
+    def memoized(function):
+        def wrapper(*args, **kwargs):
+            k = (function.__name__,) + key(args, kwargs)
+            if k not in cache:
+                cache[k] = function(*args, **kwargs)
+            return cache[k]
+        return wrapper
+
+    for (module, name), function in originals.items():
+        setattr(module, name, memoized(function))
+    try:
+        yield
+    finally:
+        for (module, name), function in originals.items():
+            setattr(module, name, function)
+
+
 def compare(index: int, poi_value: float = POI_VALUE, cl: float = CL) -> dict:
     """CLs at ``poi_value`` and limits at ``cl`` from diffana and live pyhf.
 
@@ -226,9 +270,12 @@ def compare(index: int, poi_value: float = POI_VALUE, cl: float = CL) -> dict:
     py_model = py_workspace.model()
     py_data = py_workspace.data(py_model)
 
+    fit_cache = {}
+
     def pyhf_cls(mu):
-        obs, exp = pyhf.infer.hypotest(mu, py_data, py_model, test_stat="qtilde",
-                                       return_expected_set=True)
+        with memoized_pyhf_fits(fit_cache):
+            obs, exp = pyhf.infer.hypotest(mu, py_data, py_model, test_stat="qtilde",
+                                           return_expected_set=True)
         return np.concatenate([[float(obs)], np.asarray(exp, float).ravel()])
 
     def our_curve(mu, k):
