@@ -331,7 +331,9 @@ def explain_asimov_difference(poi_value, data, model, py_data, py_model) -> dict
     def relative(our_data, their_data):
         q_ours = float(infer.qmu_tilde(poi_value, our_data, model))
         q_theirs = float(pyhf.infer.test_statistics.qmu_tilde(poi_value, their_data, py_model, *settings))
-        return abs(q_ours / q_theirs - 1.0)
+        if q_ours == q_theirs:  # both 0 where mu-hat > mu
+            return 0.0
+        return abs(q_ours - q_theirs) / max(abs(q_theirs), 1e-300)
 
     return {"generating_fit_deeper_by": theirs - ours,
             "q_asimov_rel_same_data": relative(asimov, np.asarray(asimov)),
