@@ -87,7 +87,13 @@ def _newton_direction(gradient, hessian, free, allow_modified):
     diag = jnp.where(free, jnp.abs(jnp.diagonal(hessian)), 1.0)
     diag = jnp.where(diag > 1e-12, diag, 1.0)
     scaled_gradient = -g / diag
-    modified = linalg.solve_modified(h, -g)
+    # Only factorised where it can be used: a positive definite H (nearly every
+    # iteration) skips it; under vmap the cond becomes a select and both run.
+    modified = jax.lax.cond(
+        jnp.any(~newton_ok & allow_modified),
+        lambda: linalg.solve_modified(h, -g),
+        lambda: jnp.zeros_like(g),
+    )
     use_modified = (
         ~newton_ok & allow_modified & jnp.all(jnp.isfinite(modified)) & (jnp.dot(g, modified) < 0)
     )
