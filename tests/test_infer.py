@@ -182,6 +182,8 @@ def test_no_poi_is_a_clear_error():
     model = Model.from_spec(window_spec(SIGNAL, BACKGROUND), poi_name=None)
     with pytest.raises(ValueError, match="no parameter of interest"):
         infer.upper_limit(data_for(model, OBSERVED), model)
+    with pytest.raises(ValueError, match="no parameter of interest"):
+        model.config.poi_bounds()
 
 
 def test_check_converged_raises_on_failed_fit():

@@ -126,6 +126,7 @@ def test_parameter_layout_matches_pyhf(both):
     assert model.config.poi_name == "mu"
     assert float(model.config.suggested_init()[poi]) == 0.5
     assert list(np.asarray(model.config.suggested_bounds()[poi])) == [0.0, 5.0]
+    assert model.config.poi_bounds() == (0.0, 5.0)
 
 
 def test_data_follow_model_channel_order_and_auxdata(both):

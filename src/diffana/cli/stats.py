@@ -129,7 +129,7 @@ def run_cls(args) -> int:
     if not math.isfinite(args.poi_value):
         raise CommandError(f"--poi-value must be a finite number, got {args.poi_value}")
     _, model, data = _load(args)
-    low, high = (float(v) for v in model.config.suggested_bounds()[model.config.poi_index])
+    low, high = model.config.poi_bounds()
     if not low <= args.poi_value <= high:
         raise CommandError(
             f"--poi-value {args.poi_value} lies outside the bounds [{low}, {high}] "
@@ -201,7 +201,7 @@ def _run_toy_limit(args, model, data) -> int:
         raise CommandError(f"--ntoys must be positive, got {args.ntoys}")
     scan = None if args.scan is None else _parse_scan(args.scan)
     if scan is not None:
-        low, high = (float(v) for v in model.config.suggested_bounds()[model.config.poi_index])
+        low, high = model.config.poi_bounds()
         if scan[0] < low or scan[-1] > high:
             raise CommandError(f"--scan [{scan[0]:g}, {scan[-1]:g}] leaves the bounds [{low:g}, {high:g}] "
                                f"of the POI {model.config.poi_name!r}")

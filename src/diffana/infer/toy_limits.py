@@ -96,7 +96,7 @@ def default_scan(data, model: Model, cl: float, test_stat: str, n_points: int = 
     asymptotic = upper_limit(data, model, cl=cl, test_stat=test_stat)
     limits = np.concatenate([[float(asymptotic.observed)], np.asarray(asymptotic.expected, float)])
     limits = limits[np.isfinite(limits)]
-    low, high = (float(v) for v in model.config.suggested_bounds()[model.config.poi_index])
+    low, high = model.config.poi_bounds()
     if limits.size == 0:
         return np.linspace(max(low, 0.0), high, n_points)
     start = max(low, 0.5 * limits.min())
@@ -149,7 +149,7 @@ def upper_limit_toys(
     _poi_index(model)
     data = model.check_data(data)
     scan = default_scan(data, model, cl, test_stat) if scan is None else np.asarray(scan, float)
-    low, high = (float(v) for v in model.config.suggested_bounds()[model.config.poi_index])
+    low, high = model.config.poi_bounds()
     if scan.ndim != 1 or scan.size < 2 or not np.all(np.diff(scan) > 0):
         raise ValueError("scan must be at least two strictly increasing POI values")
     if scan[0] < low or scan[-1] > high:

@@ -230,6 +230,14 @@ class ModelConfig(eqx.Module):
     def suggested_fixed(self) -> jax.Array:
         return self.fixed
 
+    def poi_bounds(self) -> tuple[float, float]:
+        """The POI's (lower, upper) bounds as Python floats, for argument checks
+        outside ``jit``. Raises if the model has no POI."""
+        if self.poi_index is None:
+            raise ValueError("this model has no parameter of interest; build it with poi_name=...")
+        low, high = self.suggested_bounds()[self.poi_index]
+        return float(low), float(high)
+
 
 class Model(eqx.Module):
     """A binned HistFactory likelihood.
