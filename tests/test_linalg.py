@@ -26,6 +26,23 @@ def test_indefinite_matrix_is_reported_without_nan():
     assert np.all(np.isfinite(np.asarray(x)))
 
 
+def test_smallest_pivot_tells_semidefinite_from_indefinite():
+    """A rank-deficient Gram matrix (a flat likelihood direction) has a smallest
+    relative pivot ~0 (rounding either way); an indefinite one a clearly negative one."""
+    rng = np.random.default_rng(3)
+    m = rng.normal(size=(6, 4))
+    singular = m @ m.T * 1e4  # rank 4 of 6
+    _, ok, smallest = linalg.solve_positive_definite(singular, np.ones(6), return_smallest_pivot=True)
+    assert abs(float(smallest)) < 1e-12
+    indefinite = singular - 1e-3 * np.eye(6) * np.max(np.diag(singular))
+    _, ok, smallest = linalg.solve_positive_definite(indefinite, np.ones(6), return_smallest_pivot=True)
+    assert not bool(ok) and float(smallest) < -1e-4
+    definite = singular + np.eye(6)
+    x, ok, smallest = linalg.solve_positive_definite(definite, np.ones(6), return_smallest_pivot=True)
+    assert bool(ok) and float(smallest) > 0
+    np.testing.assert_allclose(x, np.linalg.solve(definite, np.ones(6)), rtol=1e-8)
+
+
 @pytest.mark.parametrize("n", [2, 3, 25])
 def test_general_solve_pivots(n):
     rng = np.random.default_rng(10 + n)

@@ -308,7 +308,7 @@ def compare(index: int, poi_value: float = POI_VALUE, cl: float = CL) -> dict:
 
 
 def explain_asimov_difference(poi_value, data, model, py_data, py_model) -> dict:
-    """Where CLs differ: is it pyhf's Asimov data set?
+    """Where CLs differ: is it pyhf's Asimov data set, or pyhf's fits stopping early?
 
     Both tools build the Asimov data from a fit to the observed data with the POI
     at 0. SLSQP (even at tolerance 1e-12) can stop ~1e-9-1e-7 above the minimum of
@@ -317,6 +317,14 @@ def explain_asimov_difference(poi_value, data, model, py_data, py_model) -> dict
     a few 1e-5. Returns how much deeper diffana's generating fit is than pyhf's
     (> 0: pyhf stopped early), the relative difference of q~_A computed by both
     tools on the *same* (diffana's) Asimov data, and that of the observed q~_mu.
+
+    Where q~ itself is tiny (~1e-4, a likelihood nearly flat in mu) its relative
+    difference is no measure: SLSQP's early stop of ~1e-8 in -2 ln L is then a
+    relative 1e-4. So each q~ comparison also reports whether the difference is
+    covered by how much shallower pyhf's two fits behind it (free, and at mu) are
+    than diffana's, both measured: ``|q_ours - q_pyhf| <= shortfall_free +
+    shortfall_mu`` with both shortfalls >= 0. (The POI's lower bound is 0 in these
+    models, so q~'s denominator fit is the free fit.)
     """
     import pyhf
 
@@ -328,16 +336,26 @@ def explain_asimov_difference(poi_value, data, model, py_data, py_model) -> dict
     config = py_model.config
     settings = (config.suggested_init(), config.suggested_bounds(), config.suggested_fixed())
 
-    def relative(our_data, their_data):
+    def compare_q(our_data, their_data):
         q_ours = float(infer.qmu_tilde(poi_value, our_data, model))
         q_theirs = float(pyhf.infer.test_statistics.qmu_tilde(poi_value, their_data, py_model, *settings))
         if q_ours == q_theirs:  # both 0 where mu-hat > mu
-            return 0.0
-        return abs(q_ours - q_theirs) / max(abs(q_theirs), 1e-300)
+            return 0.0, True
+        shortfall_free = (float(pyhf.infer.mle.fit(their_data, py_model, return_fitted_val=True)[1])
+                          - float(infer.fit(our_data, model).twice_nll))
+        shortfall_mu = (float(pyhf.infer.mle.fixed_poi_fit(poi_value, their_data, py_model, return_fitted_val=True)[1])
+                        - float(infer.fixed_poi_fit(poi_value, our_data, model).twice_nll))
+        covered = (min(shortfall_free, shortfall_mu) >= 0.0
+                   and abs(q_ours - q_theirs) <= shortfall_free + shortfall_mu)
+        return abs(q_ours - q_theirs) / max(abs(q_theirs), 1e-300), covered
 
+    q_asimov_rel, q_asimov_covered = compare_q(asimov, np.asarray(asimov))
+    q_observed_rel, q_observed_covered = compare_q(data, py_data)
     return {"generating_fit_deeper_by": theirs - ours,
-            "q_asimov_rel_same_data": relative(asimov, np.asarray(asimov)),
-            "q_observed_rel": relative(data, py_data)}
+            "q_asimov_rel_same_data": q_asimov_rel,
+            "q_asimov_diff_within_pyhf_shortfall": q_asimov_covered,
+            "q_observed_rel": q_observed_rel,
+            "q_observed_diff_within_pyhf_shortfall": q_observed_covered}
 
 
 def _check(result):
@@ -347,12 +365,13 @@ def _check(result):
         return
     # CLs may differ only because pyhf's Asimov-generating fit stopped early:
     # diffana's fit is deeper and, on the same Asimov data (and on the observed
-    # data), both tools give the same test statistics.
+    # data), both tools give the same test statistics, up to what pyhf's own fits
+    # behind them fall short of diffana's minima.
     check = result["asimov_check"]
     assert check is not None, result
     assert check["generating_fit_deeper_by"] > 0.0, result
-    assert check["q_asimov_rel_same_data"] < 1e-6, result
-    assert check["q_observed_rel"] < 1e-6, result
+    assert check["q_asimov_rel_same_data"] < 1e-6 or check["q_asimov_diff_within_pyhf_shortfall"], result
+    assert check["q_observed_rel"] < 1e-6 or check["q_observed_diff_within_pyhf_shortfall"], result
 
 
 INDEFINITE_HESSIAN_FITS = [(9, None), (14, 1.0)]
@@ -414,6 +433,83 @@ def test_parameter_creeping_to_its_bound_does_not_jam_the_fit():
     assert float(ours.bestfit[model.config.par_names.index("background_norm_1")]) < 1e-3
 
 
+def test_flat_likelihood_direction_counts_as_converged():
+    """Random model 175: mu, a shared shapefactor and two background normfactors are
+    nearly degenerate, so -2 ln L is flat along one direction and its Hessian is
+    singular at the minimum (smallest eigenvalue ~ -3e-13 of 1.3e4 in rounding).
+    The free fit reaches pyhf's minimum (ours ~1e-8 deeper) and stalls at the
+    float64 floor; it used to report converged=False because rounding made the
+    Hessian look indefinite."""
+    import pyhf
+
+    from diffana import infer
+    from diffana.model.workspace import load_workspace, to_workspace
+
+    spec, observations, parameters = random_spec(175)
+    document = to_workspace(spec, observations, parameters=parameters)
+    workspace = load_workspace(document)
+    model = workspace.model()
+    ours = infer.fit(workspace.data(model), model)
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
+    py_workspace = pyhf.Workspace(document)
+    py_model = py_workspace.model()
+    theirs = pyhf.infer.mle.fit(py_workspace.data(py_model), py_model, return_fitted_val=True)[1]
+    assert bool(ours.converged)
+    assert -1e-6 < float(ours.twice_nll) - float(theirs) < 1e-9
+
+
+TWO_MINIMA = {13: (2.05, "data"), 170: (1.0, "data"), 178: (1.90, "asimov")}
+"""Models, a POI value and a data set (observed, or the Asimov data of the expected
+curves) where a conditional fit has two constrained minima and diffana and pyhf land
+in different ones. All three have several background normfactors (bounds [0, 10])
+and a shapefactor shared between channels; once the signal overshoots, one
+background must be switched off, and each choice is a minimum. On models 13 and 170
+pyhf's minimum is the lower (by 0.126 and 0.163 in -2 ln L), so the observed CLs
+differ by 6-11%; on model 178's Asimov data at mu = 1.90 diffana's is (by 1.66).
+Where the fits switch minimum with mu, the CLs curves jump: model 13's +2 sigma and
+model 178's observed curve jump across 0.05 (178: pyhf's between mu = 1.88 and
+1.90, diffana's between 1.90 and 1.92), so no root exists and diffana's limit
+reports converged=False there. Neither tool searches over such corners: SLSQP's
+path is erratic (on model 170 its first step sets both channel-0 background
+normfactors to 0, where -2 ln L is infinite), and whether diffana's smoother path
+reaches the lower corner depends on when its modified Newton step starts
+(SolverOptions.modified_newton_after = 3 does on models 13 and 170, 15 does not).
+These models are checked by ``test_fits_with_two_minima_agree_at_pyhf_minimum``
+instead of CLs agreement."""
+
+
+@pytest.mark.parametrize("index", sorted(TWO_MINIMA))
+def test_fits_with_two_minima_agree_at_pyhf_minimum(index):
+    """Both minima are genuine, and the likelihoods agree at pyhf's: from pyhf's
+    solution diffana's fit stays there, with pyhf's -2 ln L."""
+    import pyhf
+
+    from diffana import infer
+    from diffana.model.workspace import load_workspace, to_workspace
+
+    poi_value, which = TWO_MINIMA[index]
+    spec, observations, parameters = random_spec(index)
+    document = to_workspace(spec, observations, parameters=parameters)
+    workspace = load_workspace(document)
+    model = workspace.model()
+    data = workspace.data(model)
+    if which == "asimov":
+        data, _ = infer.fitted_asimov_data(0.0, data, model)
+    pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
+    py_model = pyhf.Workspace(document).model()
+    their_pars, theirs = pyhf.infer.mle.fixed_poi_fit(poi_value, np.asarray(data), py_model, return_fitted_val=True)
+    ours = infer.fixed_poi_fit(poi_value, data, model)
+    from_theirs = infer.fixed_poi_fit(poi_value, data, model, init_pars=their_pars)
+    assert bool(ours.converged) and bool(from_theirs.converged)
+    assert abs(float(from_theirs.twice_nll) - float(theirs)) < 1e-6
+    np.testing.assert_allclose(np.asarray(from_theirs.bestfit), their_pars, atol=1e-3)
+    # A different minimum, not an unfinished fit: other parameters, a converged
+    # (Newton decrement ~0) fit, and a -2 ln L that differs by more than any
+    # fit's precision but stays of order one.
+    assert np.max(np.abs(np.asarray(ours.bestfit) - their_pars)) > 0.5
+    assert 0.05 < abs(float(ours.twice_nll) - float(theirs)) < 2.0
+
+
 @pytest.mark.parametrize("index", default_indices())
 def test_random_model_agrees_with_pyhf(index):
     _check(compare(index))
@@ -426,6 +522,8 @@ def test_all_random_models_agree_with_pyhf():
 
     failures = []
     for index in range(N_FULL):
+        if index in TWO_MINIMA:  # see test_fits_with_two_minima_agree_at_pyhf_minimum
+            continue
         # Free each model's compiled programs: one process holding ~50 models'
         # programs ran out of LLVM code mappings (not verified to be enough).
         jax.clear_caches()

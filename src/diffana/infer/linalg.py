@@ -38,7 +38,7 @@ def _eliminate_column(m, k, pivot, index):
     return jnp.where((index == k)[:, None], pivot_row, m)
 
 
-def solve_positive_definite(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+def solve_positive_definite(a: jax.Array, b: jax.Array, return_smallest_pivot: bool = False):
     """Solve ``a x = b`` for a symmetric ``a`` and a vector ``b``, and say whether
     ``a`` is numerically positive definite.
 
@@ -46,19 +46,30 @@ def solve_positive_definite(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.
     LDLᵀ factorisation, all positive exactly when ``a`` is positive definite, so one
     pass of n steps both solves and tests (a Cholesky factorisation followed by two
     triangular solves takes 3n steps). Where ``ok`` is false ``x`` is meaningless.
+
+    With ``return_smallest_pivot`` also returns the smallest pivot relative to the
+    largest diagonal entry of ``a``: slightly negative (≳ −1e-12) for a positive
+    *semi*definite matrix whose null direction is lost in rounding (a likelihood
+    that is flat along some combination of parameters), clearly negative for an
+    indefinite one. (A zero pivot of a semidefinite matrix comes with a zero row,
+    so replacing it does not disturb the later pivots.)
     """
     augmented, index = _augmented(a, b)
     n = index.shape[0]
+    scale = jnp.maximum(jnp.max(jnp.abs(jnp.diagonal(jnp.asarray(a)))), jnp.finfo(augmented.dtype).tiny)
 
     def eliminate(k, state):
-        m, ok = state
+        m, ok, smallest = state
         pivot = m[k, k]
         # A non-positive pivot is replaced so that no NaN or infinity propagates.
-        return _eliminate_column(m, k, jnp.where(pivot > 0, pivot, 1.0), index), ok & (pivot > 0)
+        m = _eliminate_column(m, k, jnp.where(pivot > 0, pivot, 1.0), index)
+        return m, ok & (pivot > 0), jnp.minimum(smallest, pivot / scale)
 
-    reduced, ok = jax.lax.fori_loop(0, n, eliminate, (augmented, jnp.array(True)))
+    reduced, ok, smallest = jax.lax.fori_loop(
+        0, n, eliminate, (augmented, jnp.array(True), jnp.array(jnp.inf, augmented.dtype)))
     x = reduced[:, n]
-    return x, ok & jnp.all(jnp.isfinite(x))
+    ok = ok & jnp.all(jnp.isfinite(x))
+    return (x, ok, smallest) if return_smallest_pivot else (x, ok)
 
 
 def solve_modified(a: jax.Array, b: jax.Array) -> jax.Array:

@@ -31,6 +31,9 @@ _MIN_STEP = 2.0**-30
 # Bertsekas' epsilon-active set: a parameter this close to a bound (in its own
 # units), with the gradient pushing it out, is treated as on the bound.
 _ACTIVE_EPSILON = 1e-3
+# A Hessian whose smallest LDL pivot is above -this (relative to its largest
+# diagonal entry) is positive semidefinite up to rounding: flat, not curving down.
+_SEMIDEFINITE_RTOL = 1e-10
 
 
 class MinimizeResult(NamedTuple):
@@ -77,12 +80,14 @@ def _active_epsilon(x, gradient, lower, upper, pinned):
 def _newton_direction(gradient, hessian, free, allow_modified):
     """Search direction on the free subspace: Newton where H is positive definite;
     otherwise a modified Newton step (if ``allow_modified``) or a gradient step
-    scaled by |diag H|. Returns (direction, decrement, newton_ok, used_modified)."""
+    scaled by |diag H|. Returns (direction, decrement, newton_ok, used_modified,
+    semidefinite), the last true where H is positive semidefinite up to rounding."""
     mask2 = free[:, None] & free[None, :]
     eye = jnp.eye(gradient.shape[0], dtype=gradient.dtype)
     h = jnp.where(mask2, hessian, eye)
     g = jnp.where(free, gradient, 0.0)
-    newton, positive_definite = linalg.solve_positive_definite(h, -g)
+    newton, positive_definite, smallest_pivot = linalg.solve_positive_definite(h, -g, return_smallest_pivot=True)
+    semidefinite = smallest_pivot > -_SEMIDEFINITE_RTOL
     newton_ok = positive_definite & (jnp.dot(g, newton) <= 0)
     diag = jnp.where(free, jnp.abs(jnp.diagonal(hessian)), 1.0)
     diag = jnp.where(diag > 1e-12, diag, 1.0)
@@ -99,7 +104,7 @@ def _newton_direction(gradient, hessian, free, allow_modified):
     )
     direction = jnp.where(newton_ok, newton, jnp.where(use_modified, modified, scaled_gradient))
     decrement = -jnp.dot(g, direction)
-    return jnp.where(free, direction, 0.0), decrement, newton_ok, use_modified
+    return jnp.where(free, direction, 0.0), decrement, newton_ok, use_modified, semidefinite
 
 
 def _hessian_function(objective, hessian):
@@ -125,7 +130,7 @@ def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions, 
         epsilon = _active_epsilon(x, g, lower, upper, pinned)
         free = _free_mask(x, g, lower, upper, pinned, epsilon)
         allow_modified = (iteration >= options.modified_newton_after) & ~modified_failed
-        direction, decrement, newton_ok, used_modified = _newton_direction(g, h, free, allow_modified)
+        direction, decrement, newton_ok, used_modified, semidefinite = _newton_direction(g, h, free, allow_modified)
         # epsilon-active parameters not yet on their bound move onto it
         to_lower = ~pinned & ~free & (x > lower) & (g > 0)
         to_upper = ~pinned & ~free & (x < upper) & (g < 0)
@@ -166,7 +171,11 @@ def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions, 
         stalled = ~near & ~improved & ~modified_failed
         # Stalled at the float64 floor of the objective: converged if the Newton
         # decrement (about twice the remaining distance to the minimum) is negligible.
-        converged = converged | (stalled & newton_ok & (decrement < 1e-10))
+        # Where the likelihood is flat along some direction (a parameter combination
+        # the data do not constrain) H is singular at the minimum and its rounding
+        # can make it look indefinite: a semidefinite H with a negligible decrement
+        # of the step taken is a minimum too (random model 175).
+        converged = converged | (stalled & (newton_ok | semidefinite) & (decrement < 1e-10))
         done = converged | stalled
         return x_new, f_new, converged, iteration + 1, done, modified_failed
 
