@@ -132,6 +132,11 @@ def test_cls_at_the_limit_equals_one_minus_cl():
     np.testing.assert_allclose(infer.hypotest(limits[0], data, model).cls_obs, 0.10, rtol=1e-7)
     for k in range(5):
         np.testing.assert_allclose(infer.hypotest(limits[k + 1], data, model).cls_exp[k], 0.10, rtol=1e-7)
+    # Every curve crossed the level: converged, no jump, nothing to report.
+    result = infer.upper_limit(data, model, cl=0.90)
+    assert result.curve_converged.tolist() == [True] * 6
+    assert result.discontinuous.tolist() == [False] * 6
+    assert result.unconverged_curves() == []
 
 
 def test_limit_gradients_match_finite_differences():

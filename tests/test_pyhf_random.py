@@ -516,6 +516,48 @@ def test_random_model_agrees_with_pyhf(index):
     _check(compare(index))
 
 
+def test_limit_says_where_cls_jumps_across_the_level(tmp_path, capsys):
+    """Model 178: the observed CLs curve jumps across 0.05 near mu = 1.90 (the
+    Asimov fits switch minimum), so the observed limit has no root. The result
+    flags that curve, and only it, as discontinuous; the five expected limits are
+    genuine roots. ``diffana limit`` names the curve on stderr."""
+    import json
+    import sys
+    import types
+
+    from diffana import infer
+    from diffana.model.workspace import load_workspace, to_workspace
+
+    spec, observations, parameters = random_spec(178)
+    document = to_workspace(spec, observations, parameters=parameters)
+    workspace = load_workspace(document)
+    model = workspace.model()
+    data = workspace.data(model)
+    result = infer.upper_limit(data, model, cl=CL)
+    assert not bool(result.converged)
+    assert result.discontinuous.tolist() == [True] + [False] * 5
+    assert result.curve_converged.tolist() == [False] + [True] * 5
+    assert 1.88 < float(result.observed) < 1.92
+    # Just below and just above the reported limit CLs lies on either side of the
+    # level, far from it: a jump, not a crossing.
+    below = float(infer.hypotest(float(result.observed) * (1 - 1e-6), data, model).cls_obs)
+    above = float(infer.hypotest(float(result.observed) * (1 + 1e-6), data, model).cls_obs)
+    assert below > (1 - CL) * 1.05 and above < (1 - CL) * 0.98, (below, above)
+    (line,) = result.unconverged_curves()
+    assert line.startswith("observed: CLs jumps across the level")
+
+    sys.modules.setdefault("diffana.cli.__main__", types.ModuleType("diffana.cli.__main__"))
+    from diffana.cli import main
+
+    path = tmp_path / "model178.json"
+    path.write_text(json.dumps(document))
+    assert main(["limit", str(path), "--cl", str(CL)]) == 0
+    captured = capsys.readouterr()
+    assert "warning: observed: CLs jumps across the level" in captured.err
+    assert "expected" not in captured.err
+    assert json.loads(captured.out)["obs"] == pytest.approx(float(result.observed), rel=1e-9)
+
+
 CHUNK = 8
 """Models per subprocess in the slow run: every model compiles its own XLA programs,
 and one process holding ~50 models' programs runs out of LLVM code mappings

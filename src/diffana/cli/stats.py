@@ -168,7 +168,8 @@ def run_limit(args) -> int:
     if args.calctype == "toybased":
         return _run_toy_limit(args, model, data)
     result = infer.upper_limit(data, model, cl=args.cl, test_stat=args.test_stat)
-    _warn_unconverged(result, args)
+    for line in result.unconverged_curves():
+        print(f"diffana limit: warning: {line}", file=sys.stderr)
     output = {
         "obs": _finite(result.observed, "observed limit"),
         "exp": [_finite(v, "expected limit") for v in result.expected],

@@ -35,12 +35,13 @@ from diffana.infer.lee import (
     trials_factor,
     upcrossings,
 )
-from diffana.infer.limits import UpperLimitResult, upper_limit
+from diffana.infer.limits import CURVE_NAMES, UpperLimitResult, upper_limit
 from diffana.infer.minimize import MinimizeResult, SolverOptions, minimize
 from diffana.infer.toy_limits import ToyUpperLimitResult, upper_limit_toys
 from diffana.infer.toys import ToyHypotestResult, hypotest_toys, sample_toys, toy_test_statistics
 
 __all__ = [
+    "CURVE_NAMES",
     "FitResult",
     "HypotestResult",
     "MinimizeResult",

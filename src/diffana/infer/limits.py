@@ -36,13 +36,46 @@ from diffana.infer.minimize import SolverOptions
 from diffana.model import Model
 
 
+CURVE_NAMES = ("observed", "expected -2 sigma", "expected -1 sigma", "expected median",
+               "expected +1 sigma", "expected +2 sigma")
+"""The six CLs curves in the order of ``UpperLimitResult.curve_converged``."""
+
+
 class UpperLimitResult(eqx.Module):
-    """Upper limits on the POI: observed, and expected for −2σ, −1σ, median, +1σ, +2σ."""
+    """Upper limits on the POI: observed, and expected for −2σ, −1σ, median, +1σ, +2σ.
+
+    ``converged`` is true when every fit and every root converged. Per curve
+    (observed first, then −2σ … +2σ, as :data:`CURVE_NAMES`): ``curve_converged``,
+    and ``discontinuous``, true where the root bracket closed on a μ at which CLs
+    jumps across ``1 - cl`` instead of crossing it, so that no root exists. That
+    happens where the conditional fits switch between local minima of a
+    non-convex likelihood as μ changes; the limit returned is then the position of
+    the jump.
+    """
 
     observed: jax.Array
     expected: jax.Array  # (5,)
     converged: jax.Array  # bool: every fit and root converged
     iterations: jax.Array
+    curve_converged: jax.Array  # (6,) bool
+    discontinuous: jax.Array  # (6,) bool
+
+    def unconverged_curves(self) -> list[str]:
+        """One line per curve whose limit did not converge, saying why (for a
+        single, concrete result; index a batched one first)."""
+        limits = [float(self.observed)] + [float(v) for v in self.expected]
+        lines = []
+        for name, ok, jump, limit in zip(CURVE_NAMES, self.curve_converged.tolist(),
+                                         self.discontinuous.tolist(), limits):
+            if ok:
+                continue
+            if jump:
+                lines.append(f"{name}: CLs jumps across the level at POI = {limit:.6g} instead of crossing it "
+                             "(the conditional fits switch between local minima there); the limit given is "
+                             "the jump's position")
+            else:
+                lines.append(f"{name}: the root or a fit behind it did not converge (limit given {limit:.6g})")
+        return lines
 
 
 class LimitSettings(eqx.Module):
@@ -94,7 +127,9 @@ def _residuals_and_slopes(mus, prepared, settings: LimitSettings, starts):
 
     residual = jnp.concatenate([obs_value[None], exp_value]) - log_alpha
     slope = jnp.concatenate([obs_slope[None], exp_slope])
-    converged = jnp.all(fits.converged)
+    # The observed curve needs the fit to the data and the Asimov fit at its μ;
+    # expected curve k only the Asimov fit at its own μ.
+    converged = fits.converged[1:].at[0].set(fits.converged[0] & fits.converged[1])
     return residual, slope, (fits.x[0], fits.x[1:]), converged
 
 
@@ -134,8 +169,8 @@ def _solve_limits(prepared, settings: LimitSettings):
     upper = jnp.full(6, jnp.inf)
 
     def body(state):
-        mus, lower, upper, starts, iteration, _, fits_ok, _, _ = state
-        residual, slope, new_starts, converged_fits = _residuals_and_slopes(mus, prepared, settings, init_starts)
+        mus, lower, upper, starts, iteration, _, _, _, _ = state
+        residual, slope, new_starts, fits_converged = _residuals_and_slopes(mus, prepared, settings, init_starts)
         # CLs falls with μ: a positive residual means the root lies above.
         above = residual > 0
         lower = jnp.where(above, mus, lower)
@@ -147,29 +182,37 @@ def _solve_limits(prepared, settings: LimitSettings):
         new_mus = jnp.where(inside, newton, midpoint)
         step_small = jnp.abs(new_mus - mus) <= settings.rtol * jnp.abs(mus)
         done = step_small & (jnp.abs(residual) < 1e-6)
-        return new_mus, lower, upper, new_starts, iteration + 1, jnp.all(done), fits_ok & converged_fits, residual, slope
+        # The fits behind the limits are those of the last iteration (at the roots);
+        # a fit that failed at an intermediate μ of the search does not matter.
+        return new_mus, lower, upper, new_starts, iteration + 1, done, fits_converged, residual, slope
 
     def cond(state):
-        iteration, all_done = state[4], state[5]
-        return (~all_done) & (iteration < settings.max_iterations)
+        iteration, done = state[4], state[5]
+        return (~jnp.all(done)) & (iteration < settings.max_iterations)
 
-    init_state = (mus, lower, upper, starts, jnp.array(0), jnp.array(False), jnp.array(True), jnp.ones(6), jnp.ones(6))
-    mus, _, _, starts, iterations, all_done, fits_ok, residual, slope = jax.lax.while_loop(cond, body, init_state)
-    converged = all_done & fits_ok & prepared.converged
-    return mus, starts, slope, converged, iterations
+    init_state = (mus, lower, upper, starts, jnp.array(0), jnp.zeros(6, bool), jnp.ones(6, bool), jnp.ones(6), jnp.ones(6))
+    mus, lower, upper, starts, iterations, done, fits_ok, residual, slope = jax.lax.while_loop(cond, body, init_state)
+    curve_converged = done & fits_ok & prepared.converged
+    # A bracket closed to rounding around a residual that does not vanish: CLs
+    # jumps across the level there (|log CLs - log(1 - CL)| > 1e-3 is a jump of
+    # at least 0.1% in CLs within a relative 1e-8 in μ).
+    discontinuous = (~done & jnp.isfinite(upper) & (upper - lower <= 1e-8 * jnp.abs(upper))
+                     & (jnp.abs(residual) > 1e-3))
+    status = (jnp.all(curve_converged), curve_converged, discontinuous)
+    return mus, starts, slope, status, iterations
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _limits(model, data, settings):
     prepared = prepare(data, model, settings.test_stat, options=settings.options)
-    mus, _, _, converged, iterations = _solve_limits(prepared, settings)
-    return mus, converged, iterations
+    mus, _, _, status, iterations = _solve_limits(prepared, settings)
+    return mus, status, iterations
 
 
 def _limits_fwd(model, data, settings):
     prepared = prepare(data, model, settings.test_stat, options=settings.options)
-    mus, starts, slope, converged, iterations = _solve_limits(prepared, settings)
-    return (mus, converged, iterations), (model, data, mus, starts, slope)
+    mus, starts, slope, status, iterations = _solve_limits(prepared, settings)
+    return (mus, status, iterations), (model, data, mus, starts, slope)
 
 
 def _limits_bwd(settings, residuals, cotangents):
@@ -231,5 +274,6 @@ def upper_limit(
     )
     _poi_index(model)
     data = model.check_data(data)
-    mus, converged, iterations = _compiled_limits(model, data, settings)
-    return UpperLimitResult(observed=mus[0], expected=mus[1:], converged=converged, iterations=iterations)
+    mus, (converged, curve_converged, discontinuous), iterations = _compiled_limits(model, data, settings)
+    return UpperLimitResult(observed=mus[0], expected=mus[1:], converged=converged, iterations=iterations,
+                            curve_converged=curve_converged, discontinuous=discontinuous)

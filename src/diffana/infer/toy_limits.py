@@ -28,13 +28,10 @@ import numpy as np
 
 from diffana.infer.asymptotics import _check_test_stat
 from diffana.infer.fit import _poi_index, as_arrays
-from diffana.infer.limits import upper_limit
+from diffana.infer.limits import CURVE_NAMES, upper_limit
 from diffana.infer.minimize import SolverOptions
 from diffana.infer.toys import _hypotest_toys, as_key
 from diffana.model import Model
-
-CURVE_NAMES = ("observed", "expected -2 sigma", "expected -1 sigma", "expected median",
-               "expected +1 sigma", "expected +2 sigma")
 
 
 class ToyUpperLimitResult(eqx.Module):
