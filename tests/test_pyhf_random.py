@@ -482,7 +482,9 @@ instead of CLs agreement."""
 @pytest.mark.parametrize("index", sorted(TWO_MINIMA))
 def test_fits_with_two_minima_agree_at_pyhf_minimum(index):
     """Both minima are genuine, and the likelihoods agree at pyhf's: from pyhf's
-    solution diffana's fit stays there, with pyhf's -2 ln L."""
+    solution diffana's fit stays there, with pyhf's -2 ln L. (Should a solver change
+    make diffana land in pyhf's minimum, this fails on purpose: take the model out
+    of TWO_MINIMA and back into the CLs comparison.)"""
     import pyhf
 
     from diffana import infer
