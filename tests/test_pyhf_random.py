@@ -172,6 +172,18 @@ def pyhf_reference(spec, observations, parameters, poi_value=POI_VALUE, cl=CL):
 # ------------------------------------------------------------------- comparison
 
 
+def random_workspace(index: int):
+    """Random model ``index`` as a pyhf workspace document, and diffana's model and
+    observed data (main bins then auxiliary data) built from it."""
+    from diffana.model.workspace import load_workspace, to_workspace
+
+    spec, observations, parameters = random_spec(index)
+    document = to_workspace(spec, observations, parameters=parameters)
+    workspace = load_workspace(document)
+    model = workspace.model()
+    return document, model, workspace.data(model)
+
+
 def n_parameters(index: int) -> int:
     """Number of fit parameters of random model ``index`` (counted from the spec:
     one per scalar modifier name, one per bin for shapesys/shapefactor names and
@@ -254,13 +266,8 @@ def compare(index: int, poi_value: float = POI_VALUE, cl: float = CL) -> dict:
     import pyhf
 
     from diffana import infer
-    from diffana.model.workspace import load_workspace, to_workspace
 
-    spec, observations, parameters = random_spec(index)
-    document = to_workspace(spec, observations, parameters=parameters)
-    workspace = load_workspace(document)
-    model = workspace.model()
-    data = workspace.data(model)
+    document, model, data = random_workspace(index)
 
     ours = infer.hypotest(poi_value, data, model)
     limits = infer.upper_limit(data, model, cl=cl)
@@ -387,13 +394,8 @@ def test_indefinite_hessian_fits_reach_pyhf_minimum(index, poi_value):
     import pyhf
 
     from diffana import infer
-    from diffana.model.workspace import load_workspace, to_workspace
 
-    spec, observations, parameters = random_spec(index)
-    document = to_workspace(spec, observations, parameters=parameters)
-    workspace = load_workspace(document)
-    model = workspace.model()
-    data = workspace.data(model)
+    document, model, data = random_workspace(index)
     pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
     py_workspace = pyhf.Workspace(document)
     py_model = py_workspace.model()
@@ -418,13 +420,9 @@ def test_parameter_creeping_to_its_bound_does_not_jam_the_fit():
     import pyhf
 
     from diffana import infer
-    from diffana.model.workspace import load_workspace, to_workspace
 
-    spec, observations, parameters = random_spec(59)
-    document = to_workspace(spec, observations, parameters=parameters)
-    workspace = load_workspace(document)
-    model = workspace.model()
-    asimov, _ = infer.fitted_asimov_data(0.0, workspace.data(model), model)
+    document, model, data = random_workspace(59)
+    asimov, _ = infer.fitted_asimov_data(0.0, data, model)
     ours = infer.fixed_poi_fit(1.0, asimov, model)
     pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
     py_model = pyhf.Workspace(document).model()
@@ -444,13 +442,9 @@ def test_flat_likelihood_direction_counts_as_converged():
     import pyhf
 
     from diffana import infer
-    from diffana.model.workspace import load_workspace, to_workspace
 
-    spec, observations, parameters = random_spec(175)
-    document = to_workspace(spec, observations, parameters=parameters)
-    workspace = load_workspace(document)
-    model = workspace.model()
-    ours = infer.fit(workspace.data(model), model)
+    document, model, data = random_workspace(175)
+    ours = infer.fit(data, model)
     pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
     py_workspace = pyhf.Workspace(document)
     py_model = py_workspace.model()
@@ -488,14 +482,9 @@ def test_fits_with_two_minima_agree_at_pyhf_minimum(index):
     import pyhf
 
     from diffana import infer
-    from diffana.model.workspace import load_workspace, to_workspace
 
     poi_value, which = TWO_MINIMA[index]
-    spec, observations, parameters = random_spec(index)
-    document = to_workspace(spec, observations, parameters=parameters)
-    workspace = load_workspace(document)
-    model = workspace.model()
-    data = workspace.data(model)
+    document, model, data = random_workspace(index)
     if which == "asimov":
         data, _ = infer.fitted_asimov_data(0.0, data, model)
     pyhf.set_backend("numpy", pyhf.optimize.scipy_optimizer(tolerance=1e-12))
@@ -528,13 +517,8 @@ def test_limit_says_where_cls_jumps_across_the_level(tmp_path, capsys):
     import types
 
     from diffana import infer
-    from diffana.model.workspace import load_workspace, to_workspace
 
-    spec, observations, parameters = random_spec(178)
-    document = to_workspace(spec, observations, parameters=parameters)
-    workspace = load_workspace(document)
-    model = workspace.model()
-    data = workspace.data(model)
+    document, model, data = random_workspace(178)
     result = infer.upper_limit(data, model, cl=CL)
     assert not bool(result.converged)
     assert result.discontinuous.tolist() == [True] + [False] * 5
