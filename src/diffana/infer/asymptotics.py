@@ -21,6 +21,7 @@ from jax.scipy.special import log_ndtr, ndtr
 
 from diffana.infer.fit import (
     FitResult,
+    _fit_result,
     _fit_settings,
     _poi_index,
     as_arrays,
@@ -58,9 +59,10 @@ class Prepared(eqx.Module):
     upper: jax.Array
     fixed: jax.Array
     free_fit: FitResult
+    free_deviance: jax.Array  # the fits' objective at the free fit (see Model.deviance)
     asimov_data: jax.Array
     asimov_pars: jax.Array
-    asimov_twice_nll: jax.Array  # -2 log L at its own minimum (the generating point)
+    asimov_deviance: jax.Array  # deviance at its own minimum (the generating point)
     converged: jax.Array
 
 
@@ -113,7 +115,7 @@ def prepare(
     asimov = model.expected_data(generating.x)
     # On Asimov data the likelihood's gradient vanishes at the generating point, which
     # is therefore the unconditional minimum: no fit needed (and no fit error).
-    asimov_twice_nll = model.twice_nll(generating.x, asimov)
+    asimov_deviance = model.deviance(generating.x, asimov)
     return Prepared(
         model=model,
         data=data,
@@ -121,10 +123,11 @@ def prepare(
         lower=lower,
         upper=upper,
         fixed=fixed,
-        free_fit=FitResult(free.x, free.value, free.converged, free.iterations),
+        free_fit=_fit_result(free, model, data),
+        free_deviance=free.value,
         asimov_data=asimov,
         asimov_pars=generating.x,
-        asimov_twice_nll=asimov_twice_nll,
+        asimov_deviance=asimov_deviance,
         converged=free.converged & generating.converged,
     )
 
@@ -151,7 +154,7 @@ def test_statistics(poi_values, on_asimov, prepared: Prepared, test_stat: str, s
         starts = jnp.broadcast_to(prepared.init, (k,) + prepared.init.shape)
     datas = jnp.where(on_asimov[:, None], prepared.asimov_data, prepared.data)
     fits = _fixed_fits(poi_values, datas, prepared, starts, options)
-    free_value = jnp.where(on_asimov, prepared.asimov_twice_nll, prepared.free_fit.twice_nll)
+    free_value = jnp.where(on_asimov, prepared.asimov_deviance, prepared.free_deviance)
     free_poi = jnp.where(on_asimov, prepared.asimov_pars[poi], prepared.free_fit.bestfit[poi])
     values = _clipped_profile_ratio(poi_values, fits.value, free_value, free_poi, test_stat)
     return values, fits

@@ -18,7 +18,8 @@ from diffana.model import Model
 
 
 class FitResult(eqx.Module):
-    """Best-fit parameters, ``-2 log L`` there, and whether the fit converged."""
+    """Best-fit parameters, ``-2 log L`` there (pyhf's normalisation), and whether
+    the fit converged."""
 
     bestfit: jax.Array
     twice_nll: jax.Array
@@ -27,9 +28,17 @@ class FitResult(eqx.Module):
 
 
 def twice_nll_objective(pars, args):
-    """``-2 log L(pars | data)`` with ``args = (model, data)``: the fits' objective."""
+    """The fits' objective with ``args = (model, data)``: the deviance, i.e.
+    ``-2 log L(pars | data)`` less a constant of the data (exact in float64 where
+    ``-2 log L`` itself rounds off; see ``Model.deviance``)."""
     model, data = args
-    return model.twice_nll(pars, data)
+    return model.deviance(pars, data)
+
+
+def _fit_result(result, model, data) -> FitResult:
+    """A minimisation of the deviance as a FitResult carrying ``-2 log L``."""
+    twice_nll = result.value + model.saturated_twice_nll(data)
+    return FitResult(result.x, twice_nll, result.converged, result.iterations)
 
 
 def twice_nll_hessian(pars, args):
@@ -76,7 +85,7 @@ def fit(
 def _fit(data, model, init_pars, par_bounds, fixed_params, options):
     init, lower, upper, fixed = _fit_settings(model, init_pars, par_bounds, fixed_params)
     result = minimize(twice_nll_objective, (model, data), init, lower, upper, fixed, options, twice_nll_hessian)
-    return FitResult(result.x, result.value, result.converged, result.iterations)
+    return _fit_result(result, model, data)
 
 
 def as_arrays(init_pars, par_bounds, fixed_params):
@@ -111,7 +120,7 @@ def _fixed_poi_fit(poi_value, data, model, init_pars, par_bounds, fixed_params, 
     init = init.at[poi].set(poi_value)
     fixed = fixed.at[poi].set(True)
     result = minimize(twice_nll_objective, (model, data), init, lower, upper, fixed, options, twice_nll_hessian)
-    return FitResult(result.x, result.value, result.converged, result.iterations)
+    return _fit_result(result, model, data)
 
 
 def _poi_index(model: Model) -> int:

@@ -24,6 +24,7 @@ staterror, and Poisson ("Gamma") constraints for shapesys.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Mapping, Sequence
 
@@ -302,13 +303,34 @@ class Model(eqx.Module):
         """Product of all multiplicative modifiers, shape (S, B)."""
         s = self.structure
         extended = jnp.concatenate([pars, jnp.ones((1,), pars.dtype)])
-        direct = jnp.prod(extended[s.factor_index], axis=0)  # normfactor, lumi, per-bin
+        # normfactor, lumi and per-bin factors: a few per cell, multiplied out one by
+        # one (jnp.prod's derivative is a tree of slices, see _normsys_factors).
+        gathered = extended[s.factor_index]  # (depth, S, B)
+        direct = functools.reduce(jnp.multiply, list(gathered))
         if s.normsys_param.size:
-            interp = NORMSYS[s.normsys_interp]
-            per_modifier = interp(pars[s.normsys_param], self.normsys_hi, self.normsys_lo)  # (J,)
-            factors = jnp.where(s.normsys_mask, per_modifier[:, None, None], 1.0)
-            direct = direct * jnp.prod(factors, axis=0)
+            direct = direct * self._normsys_factors(pars)
         return direct
+
+    def _normsys_factors(self, pars):
+        """Product of the normsys factors acting on each sample and bin, shape (S, B).
+
+        Published likelihoods carry hundreds of normsys modifiers. Their product is
+        taken as exp(Σ log|f|) — a matrix product with the static (J, S·B) mask —
+        times the sign of the product, instead of ``jnp.prod`` over a (J, S, B)
+        array: the derivatives of a matrix product are matrix products, while
+        ``jnp.prod``'s are a tree of slices whose Hessian took 3 of the 4 seconds
+        of compiling the ATLAS eRJR likelihood's Hessian (237 normsys)."""
+        s = self.structure
+        interp = NORMSYS[s.normsys_interp]
+        per_modifier = interp(pars[s.normsys_param], self.normsys_hi, self.normsys_lo)  # (J,)
+        mask = jnp.asarray(s.normsys_mask.reshape(s.normsys_mask.shape[0], -1), pars.dtype)  # (J, S·B)
+        magnitude = jnp.maximum(jnp.abs(per_modifier), jnp.finfo(pars.dtype).tiny)
+        log_product = jnp.log(magnitude) @ mask
+        # A factor can only be negative for a pathological code4 polynomial; keep the
+        # sign of the product exact all the same (no derivative: piecewise constant).
+        negatives = jax.lax.stop_gradient(jnp.where(per_modifier < 0, 1.0, 0.0) @ mask)
+        sign = 1.0 - 2.0 * jnp.mod(negatives, 2.0)
+        return (sign * jnp.exp(log_product)).reshape(s.normsys_mask.shape[1:])
 
     def _shifts(self, pars):
         """Sum of all additive (histosys) shifts, shape (S, B)."""
@@ -346,40 +368,80 @@ class Model(eqx.Module):
         return jnp.concatenate([main, self.expected_auxdata(pars)])
 
     # --- likelihood ---------------------------------------------------------------
+    #
+    # Each term is split as log p(n | rate) = log [p(n | rate) / p(n | n)] + log p(n | n):
+    # a log-ratio to the saturated model, which depends on the parameters and is
+    # computed exactly in float64 at any count, and a constant of the data. Fits
+    # minimise the deviance (-2 × the sum of log-ratios): with a Poisson constraint
+    # of τ = 1.9e11 (an MC-statistics shapesys of 0.001 on 435 events in a published
+    # ATLAS likelihood) n·log(rate) − rate − lgamma(n + 1) is a difference of terms
+    # of order 10¹², so −2 ln L moves in steps of 2⁻⁹ whatever the parameter does,
+    # and fits stop at round-off; the log-ratio has no such cancellation.
+
+    def deviance(self, pars, data) -> jax.Array:
+        """-2 ln [L(pars) / L_saturated]: ``twice_nll`` less its constant
+        ``saturated_twice_nll(data)``, exact in float64 however large the counts or
+        the constraints' τ. The objective the fits minimise."""
+        pars = jnp.asarray(pars, jnp.float64)
+        data = jnp.asarray(data, jnp.float64)
+        main, aux = self._split_data(data)
+        rates = self.expected_actualdata(pars)
+        log_ratio = jnp.sum(_poisson_log_ratio(main, rates))
+        return -2.0 * (log_ratio + self._constraint_log_ratio(pars, aux))
+
+    def saturated_twice_nll(self, data) -> jax.Array:
+        """-2 ln L of the saturated model (every rate equal to its count, every
+        constrained parameter at its auxiliary datum): a constant of the data."""
+        main, aux = self._split_data(jnp.asarray(data, jnp.float64))
+        return -2.0 * (jnp.sum(_poisson_saturated_logpdf(main)) + self._constraint_saturated_logpdf(aux))
 
     def mainlogpdf(self, pars, maindata) -> jax.Array:
         """Sum of the Poisson log-probabilities of the main bins (continuous in n)."""
         rates = self.expected_actualdata(pars)
-        return jnp.sum(_poisson_logpdf(maindata, rates))
+        return jnp.sum(_poisson_log_ratio(maindata, rates) + _poisson_saturated_logpdf(maindata))
 
     def constraint_logpdf(self, pars, auxdata) -> jax.Array:
         """Sum of the constraint terms' log-probabilities."""
+        pars = jnp.asarray(pars, jnp.float64)
+        return self._constraint_log_ratio(pars, auxdata) + self._constraint_saturated_logpdf(auxdata)
+
+    def _constraint_log_ratio(self, pars, auxdata) -> jax.Array:
         s = self.structure
         total = jnp.zeros((), jnp.float64)
         if s.gaussian_param.size:
-            x = auxdata[s.gaussian_aux_index]
-            z = (x - pars[s.gaussian_param]) / self.gaussian_sigma
-            total += jnp.sum(-0.5 * z**2 - jnp.log(self.gaussian_sigma) - 0.5 * math.log(2 * math.pi))
+            z = (auxdata[s.gaussian_aux_index] - pars[s.gaussian_param]) / self.gaussian_sigma
+            total += jnp.sum(-0.5 * z**2)
         if s.poisson_param.size:
-            x = auxdata[s.poisson_aux_index]
-            total += jnp.sum(_poisson_logpdf(x, pars[s.poisson_param] * self.poisson_rate_factor))
+            rates = pars[s.poisson_param] * self.poisson_rate_factor
+            total += jnp.sum(_poisson_log_ratio(auxdata[s.poisson_aux_index], rates))
         return total
+
+    def _constraint_saturated_logpdf(self, auxdata) -> jax.Array:
+        s = self.structure
+        total = jnp.zeros((), jnp.float64)
+        if s.gaussian_param.size:
+            total += jnp.sum(-jnp.log(self.gaussian_sigma) - 0.5 * math.log(2 * math.pi))
+        if s.poisson_param.size:
+            total += jnp.sum(_poisson_saturated_logpdf(auxdata[s.poisson_aux_index]))
+        return total
+
+    def _split_data(self, data):
+        n_main = self.config.nmaindata
+        return data[:n_main], data[n_main:]
 
     def logpdf(self, pars, data) -> jax.Array:
         """Log-likelihood of ``data`` (main bins then auxiliary data) at ``pars``."""
-        pars = jnp.asarray(pars, jnp.float64)
-        data = jnp.asarray(data, jnp.float64)
-        n_main = self.config.nmaindata
-        return self.mainlogpdf(pars, data[:n_main]) + self.constraint_logpdf(pars, data[n_main:])
+        return -0.5 * self.twice_nll(pars, data)
 
     def twice_nll(self, pars, data) -> jax.Array:
-        """-2 log L, the objective minimised by the fits."""
-        return -2.0 * self.logpdf(pars, data)
+        """-2 log L, as pyhf: the deviance plus the saturated model's constant."""
+        return self.deviance(pars, data) + self.saturated_twice_nll(data)
 
     # --- curvature ----------------------------------------------------------------
 
     def twice_nll_hessian(self, pars, data) -> jax.Array:
-        """Exact Hessian of ``-2 log L`` w.r.t. the parameters, shape (P, P).
+        """Exact Hessian of ``-2 log L`` (and of the deviance, which differs by a
+        constant) w.r.t. the parameters, shape (P, P).
 
         Uses the likelihood's structural sparsity: per-bin parameters (shapesys,
         staterror, shapefactor) of different bins never interact, so all of them
@@ -389,7 +451,7 @@ class Model(eqx.Module):
         """
         pars = jnp.asarray(pars, jnp.float64)
         colouring = self.structure.hessian_colouring
-        grad = jax.grad(self.twice_nll)
+        grad = jax.grad(self.deviance)
 
         def hvp(direction):
             return jax.jvp(lambda p: grad(p, data), (pars,), (direction,))[1]
@@ -427,9 +489,20 @@ class Model(eqx.Module):
         return data
 
 
-def _poisson_logpdf(n, rate):
-    """Continuous Poisson log-probability, with 0 * log(0) = 0 (empty bins, zero rates)."""
-    safe_rate = jnp.where(rate > 0, rate, 1.0)
-    n_log_rate = jnp.where(n > 0, n * jnp.log(safe_rate), 0.0)
-    n_log_rate = jnp.where((n > 0) & (rate <= 0), -jnp.inf, n_log_rate)
-    return n_log_rate - rate - jax.scipy.special.gammaln(n + 1.0)
+def _poisson_log_ratio(n, rate):
+    """log Poisson(n | rate) − log Poisson(n | n), continuous in n, exact in float64.
+
+    Written as n·(log1p(u) − u) with u = rate/n − 1, which involves no difference of
+    large numbers for any n; −rate where n = 0; −inf where n > 0 and rate <= 0."""
+    counted = n > 0
+    usable = counted & (rate > 0)
+    safe_n = jnp.where(counted, n, 1.0)
+    u = jnp.where(usable, rate / safe_n - 1.0, 0.0)
+    ratio = jnp.where(usable, safe_n * (jnp.log1p(u) - u), -jnp.inf)
+    return jnp.where(counted, ratio, -rate)
+
+
+def _poisson_saturated_logpdf(n):
+    """log Poisson(n | n) = n log n − n − lgamma(n + 1), 0 at n = 0."""
+    safe_n = jnp.where(n > 0, n, 1.0)
+    return jnp.where(n > 0, n * jnp.log(safe_n) - n, 0.0) - jax.scipy.special.gammaln(n + 1.0)
