@@ -43,8 +43,8 @@ def run(args) -> int:
         raise CommandError(f"--output {args.output!r} exists and is not a folder")
     if args.seed < 0:
         raise CommandError(f"--seed must be non-negative, got {args.seed}")
-    from diffana.analyses.zprime_invisible.pipeline import enable_compilation_cache, run_analysis
+    from diffana.analyses.zprime_invisible.pipeline import run_analysis
 
-    enable_compilation_cache()
+    # diffana.cli.main has turned on the persistent compilation cache.
     run_analysis(config, args.output, seed=args.seed, make_plots=not args.no_plots)
     return 0

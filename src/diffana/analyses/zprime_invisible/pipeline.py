@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from rich.console import Console
@@ -26,6 +25,7 @@ from diffana.analyses.zprime_invisible.config import Config
 from diffana.analyses.zprime_invisible.fit import scan_limits, scan_local_significance
 from diffana.analyses.zprime_invisible.samples import AnalysisSamples, make_samples, recoil_mass_squared_resolution
 from diffana.analyses.zprime_invisible.templates import analysis_templates, reference_cross_sections, theta_edges
+from diffana.cache import enable_compilation_cache  # noqa: F401  (moved to diffana.cache; kept importable here)
 
 
 @dataclass
@@ -40,15 +40,6 @@ class AnalysisResult:
     histories: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict)
-
-
-def enable_compilation_cache(path: str | os.PathLike | None = None) -> None:
-    """Persistent XLA compilation cache (default ``$DIFFANA_JAX_CACHE`` or
-    ``~/.cache/diffana/jax``): a second run skips most of the compile time."""
-    path = path or os.environ.get("DIFFANA_JAX_CACHE", str(Path.home() / ".cache" / "diffana" / "jax"))
-    Path(path).mkdir(parents=True, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 
 def _rows(d: dict, rows) -> dict:
