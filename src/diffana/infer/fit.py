@@ -41,10 +41,11 @@ def _fit_result(result, model, data) -> FitResult:
     return FitResult(result.x, twice_nll, result.converged, result.iterations)
 
 
-def twice_nll_hessian(pars, args):
-    """Exact Hessian of :func:`twice_nll_objective` (structurally sparse, cheap)."""
+def twice_nll_gradient_and_hessian(pars, args):
+    """Gradient and exact Hessian of :func:`twice_nll_objective` (one linearisation,
+    structurally sparse, cheap)."""
     model, data = args
-    return model.twice_nll_hessian(pars, data)
+    return model.deviance_gradient_and_hessian(pars, data)
 
 
 def _fit_settings(model: Model, init_pars, par_bounds, fixed_params):
@@ -84,7 +85,7 @@ def fit(
 @eqx.filter_jit
 def _fit(data, model, init_pars, par_bounds, fixed_params, options):
     init, lower, upper, fixed = _fit_settings(model, init_pars, par_bounds, fixed_params)
-    result = minimize(twice_nll_objective, (model, data), init, lower, upper, fixed, options, twice_nll_hessian)
+    result = minimize(twice_nll_objective, (model, data), init, lower, upper, fixed, options, twice_nll_gradient_and_hessian)
     return _fit_result(result, model, data)
 
 
@@ -119,7 +120,7 @@ def _fixed_poi_fit(poi_value, data, model, init_pars, par_bounds, fixed_params, 
     init, lower, upper, fixed = _fit_settings(model, init_pars, par_bounds, fixed_params)
     init = init.at[poi].set(poi_value)
     fixed = fixed.at[poi].set(True)
-    result = minimize(twice_nll_objective, (model, data), init, lower, upper, fixed, options, twice_nll_hessian)
+    result = minimize(twice_nll_objective, (model, data), init, lower, upper, fixed, options, twice_nll_gradient_and_hessian)
     return _fit_result(result, model, data)
 
 

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaincc, ndtr, ndtri
 
-from diffana.infer.fit import _fit_settings, _poi_index, twice_nll_hessian, twice_nll_objective
+from diffana.infer.fit import _fit_settings, _poi_index, twice_nll_gradient_and_hessian, twice_nll_objective
 from diffana.infer.minimize import SolverOptions, minimize
 from diffana.infer.toys import _statistic_and_status, as_key, sample_toys
 from diffana.model import Model
@@ -140,7 +140,7 @@ def _scan_toys(key, data, models, n_toys, generating_hypothesis, batch_size, opt
     poi = generator.config.poi_index
     background = minimize(
         twice_nll_objective, (generator, data), init.at[poi].set(0.0), lower, upper,
-        fixed.at[poi].set(True), options, twice_nll_hessian,
+        fixed.at[poi].set(True), options, twice_nll_gradient_and_hessian,
     )
     toys = sample_toys(key, generator, background.x, n_toys)
 

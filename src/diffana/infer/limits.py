@@ -59,6 +59,30 @@ class UpperLimitResult(eqx.Module):
     iterations: jax.Array
     curve_converged: jax.Array  # (6,) bool
     discontinuous: jax.Array  # (6,) bool
+    outside_poi_bounds: jax.Array  # (6,) bool: the limit lies outside the POI's bounds
+    poi_bounds: jax.Array  # (2,) the POI's (lower, upper) bounds
+
+    def warnings(self) -> list[str]:
+        """Every reason to read a limit with care, one line per curve and reason:
+        :meth:`unconverged_curves` then :meth:`outside_bounds_curves` (for a single,
+        concrete result)."""
+        return self.unconverged_curves() + self.outside_bounds_curves()
+
+    def outside_bounds_curves(self) -> list[str]:
+        """One line per curve whose limit lies outside the POI's bounds. The root is
+        still a root of CLs(μ) = 1 − CL, found with the POI held beyond the range the
+        model declares (e.g. μ = 47 for a signal strength bounded at 10): quote it as
+        such, or widen the bounds if the model is meant to extend there."""
+        limits = [float(self.observed)] + [float(v) for v in self.expected]
+        low, high = (float(v) for v in self.poi_bounds)
+        lines = []
+        for name, outside, limit in zip(CURVE_NAMES, self.outside_poi_bounds.tolist(), limits):
+            if outside:
+                side = "above the upper" if limit > high else "below the lower"
+                bound = high if limit > high else low
+                lines.append(f"{name}: the limit {limit:.6g} lies {side} bound {bound:g} of the POI; the fits "
+                             "behind it hold the POI outside the range the model declares")
+        return lines
 
     def unconverged_curves(self) -> list[str]:
         """One line per curve whose limit did not converge, saying why (for a
@@ -178,7 +202,10 @@ def _solve_limits(prepared, settings: LimitSettings):
         newton = mus - residual / slope
         bracket_known = jnp.isfinite(upper)
         midpoint = jnp.where(bracket_known, 0.5 * (lower + upper), 4.0 * mus)
-        inside = jnp.isfinite(newton) & (newton > lower) & (newton < upper) & (newton < 8.0 * mus + 1e-300)
+        # Closed bracket: a residual of exactly 0 makes μ the bracket's upper end
+        # and the Newton step μ itself, which must be accepted (an open bracket
+        # rejected it, and the curve crept to its root by 25 bisections).
+        inside = jnp.isfinite(newton) & (newton >= lower) & (newton <= upper) & (newton < 8.0 * mus + 1e-300)
         new_mus = jnp.where(inside, newton, midpoint)
         step_small = jnp.abs(new_mus - mus) <= settings.rtol * jnp.abs(mus)
         done = step_small & (jnp.abs(residual) < 1e-6)
@@ -257,8 +284,9 @@ def upper_limit(
         calc_base_dist: ``"normal"`` (pyhf's default) or ``"clipped_normal"``.
 
     Returns:
-        :class:`UpperLimitResult` with ``observed``, ``expected`` (−2σ…+2σ) and a
-        ``converged`` flag. Pure, jit-able and vmap-able; differentiable w.r.t. the
+        :class:`UpperLimitResult` with ``observed``, ``expected`` (−2σ…+2σ), a
+        ``converged`` flag and per-curve status (``warnings()`` says what to read
+        with care, including limits outside the POI's bounds). Pure, jit-able and vmap-able; differentiable w.r.t. the
         model's templates and ``data`` by implicit differentiation.
     """
     _check_test_stat(test_stat, ("qtilde", "q"))
@@ -275,5 +303,10 @@ def upper_limit(
     _poi_index(model)
     data = model.check_data(data)
     mus, (converged, curve_converged, discontinuous), iterations = _compiled_limits(model, data, settings)
+    poi = model.config.poi_index
+    poi_bounds = jnp.stack([model.config.lower[poi], model.config.upper[poi]])
+    outside = (mus < poi_bounds[0]) | (mus > poi_bounds[1])
     return UpperLimitResult(observed=mus[0], expected=mus[1:], converged=converged, iterations=iterations,
-                            curve_converged=curve_converged, discontinuous=discontinuous)
+                            curve_converged=curve_converged, discontinuous=discontinuous,
+                            outside_poi_bounds=jax.lax.stop_gradient(outside),
+                            poi_bounds=jax.lax.stop_gradient(poi_bounds))

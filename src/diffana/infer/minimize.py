@@ -61,6 +61,17 @@ class SolverOptions(NamedTuple):
     modified_newton_after: int = 15
 
 
+class _Backtrack(NamedTuple):
+    """State of the backtracking line search."""
+
+    step: jax.Array  # fraction of the search direction of the last trial
+    candidate: jax.Array  # the last trial point
+    value: jax.Array  # the objective there (inf if not finite)
+    sufficient: jax.Array  # bool: Armijo's sufficient decrease holds there
+    full_candidate: jax.Array  # the full step's trial point
+    full_value: jax.Array
+
+
 def _free_mask(x, gradient, lower, upper, pinned, epsilon=0.0):
     at_lower = (x <= lower + epsilon) & (gradient > 0)
     at_upper = (x >= upper - epsilon) & (gradient < 0)
@@ -107,26 +118,28 @@ def _newton_direction(gradient, hessian, free, allow_modified):
     return jnp.where(free, direction, 0.0), decrement, newton_ok, use_modified, semidefinite
 
 
-def _hessian_function(objective, hessian):
-    return jax.hessian(objective, argnums=0) if hessian is None else hessian
+def _derivatives_function(objective, gradient_and_hessian):
+    if gradient_and_hessian is not None:
+        return gradient_and_hessian
+
+    def default(x, args):
+        return jax.grad(objective)(x, args), jax.hessian(objective)(x, args)
+
+    return default
 
 
-def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions, hessian_fn=None) -> MinimizeResult:
+def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions,
+           gradient_and_hessian=None) -> MinimizeResult:
     def f(x):
         return objective(x, args)
 
-    value_and_grad = jax.value_and_grad(f)
-    full_hessian = _hessian_function(objective, hessian_fn)
-
-    def hessian(x):
-        return full_hessian(x, args)
+    derivatives = _derivatives_function(objective, gradient_and_hessian)
 
     start = jnp.where(pinned, init, jnp.clip(init, lower, upper))
 
     def body(state):
         x, fx, _, iteration, _, modified_failed = state
-        _, g = value_and_grad(x)
-        h = hessian(x)
+        g, h = derivatives(x, args)
         epsilon = _active_epsilon(x, g, lower, upper, pinned)
         free = _free_mask(x, g, lower, upper, pinned, epsilon)
         allow_modified = (iteration >= options.modified_newton_after) & ~modified_failed
@@ -144,20 +157,25 @@ def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions, 
             return candidate, value, sufficient
 
         # Backtracking from the full Newton step; nearly always accepted at once.
-        full_candidate, full_value, full_ok = trial(1.0)
+        # The full step is the loop's first trial (one copy of the objective in the
+        # compiled program instead of two), remembered for the step near the minimum.
+        def backtrack_cond(search: _Backtrack):
+            return (~search.sufficient) & (search.step > _MIN_STEP)
 
-        def backtrack_cond(state):
-            step, _, _, sufficient = state
-            return (~sufficient) & (step > _MIN_STEP)
-
-        def backtrack_body(state):
-            step = 0.5 * state[0]
+        def backtrack_body(search: _Backtrack):
+            step = 0.5 * search.step
             candidate, value, sufficient = trial(step)
-            return step, candidate, value, sufficient
+            first = step == 1.0
+            return _Backtrack(step, candidate, value, sufficient,
+                              jnp.where(first, candidate, search.full_candidate),
+                              jnp.where(first, value, search.full_value))
 
-        _, candidate, value, _ = jax.lax.while_loop(
-            backtrack_cond, backtrack_body, (jnp.array(1.0), full_candidate, full_value, full_ok)
+        no_trial = jnp.array(jnp.inf, fx.dtype)
+        search = jax.lax.while_loop(
+            backtrack_cond, backtrack_body, _Backtrack(jnp.array(2.0), x, no_trial, jnp.array(False), x, no_trial)
         )
+        candidate, value = search.candidate, search.value
+        full_candidate, full_value = search.full_candidate, search.full_value
         improved = value < fx
         # Close to the minimum the objective no longer changes measurably in float64,
         # but the gradient still does: take full Newton steps there (locally
@@ -198,7 +216,7 @@ def _minimize(
     upper: jax.Array,
     pinned: jax.Array,
     options: SolverOptions = SolverOptions(),
-    hessian: Callable | None = None,
+    gradient_and_hessian: Callable | None = None,
 ) -> MinimizeResult:
     """Minimise ``objective(x, args)`` over ``lower <= x <= upper``.
 
@@ -207,11 +225,12 @@ def _minimize(
     (through active bounds) by implicit differentiation.
 
     ``objective`` must be a function defined at module level (it is a static
-    argument); everything that varies goes into ``args``. ``hessian(x, args)``, if
-    given, returns the exact Hessian more cheaply than ``jax.hessian`` (e.g. the
-    model's structurally sparse one).
+    argument); everything that varies goes into ``args``.
+    ``gradient_and_hessian(x, args)``, if given, returns the gradient and the exact
+    Hessian together, more cheaply than ``jax.grad`` and ``jax.hessian`` (e.g. the
+    model's structurally sparse one, from one linearisation).
     """
-    return _solve(objective, args, init, lower, upper, pinned, options, hessian)
+    return _solve(objective, args, init, lower, upper, pinned, options, gradient_and_hessian)
 
 
 def _add_cotangents(a, b):
@@ -220,20 +239,19 @@ def _add_cotangents(a, b):
     return a if a.dtype == jax.dtypes.float0 else a + b
 
 
-def _minimize_fwd(objective, args, init, lower, upper, pinned, options, hessian):
-    result = _solve(objective, args, init, lower, upper, pinned, options, hessian)
+def _minimize_fwd(objective, args, init, lower, upper, pinned, options, gradient_and_hessian):
+    result = _solve(objective, args, init, lower, upper, pinned, options, gradient_and_hessian)
     return result, (result.x, args, lower, upper, pinned)
 
 
-def _minimize_bwd(objective, options, hessian, residuals, cotangents):
+def _minimize_bwd(objective, options, gradient_and_hessian, residuals, cotangents):
     x, args, lower, upper, pinned = residuals
     x_bar = cotangents.x
     # The value at the minimum: d value / d args = partial derivative (envelope theorem).
     value_bar = cotangents.value
 
     gradient_fn = jax.grad(objective, argnums=0)
-    g = gradient_fn(x, args)
-    h = _hessian_function(objective, hessian)(x, args)
+    g, h = _derivatives_function(objective, gradient_and_hessian)(x, args)
     free = _free_mask(x, g, lower, upper, pinned) & (x > lower) & (x < upper)
     mask2 = free[:, None] & free[None, :]
     h_free = jnp.where(mask2, h, jnp.eye(x.shape[0], dtype=x.dtype))
@@ -266,9 +284,9 @@ def minimize(
     upper: jax.Array,
     pinned: jax.Array,
     options: SolverOptions = SolverOptions(),
-    hessian: Callable | None = None,
+    gradient_and_hessian: Callable | None = None,
 ) -> MinimizeResult:
-    result = _minimize(objective, args, init, lower, upper, pinned, options, hessian)
+    result = _minimize(objective, args, init, lower, upper, pinned, options, gradient_and_hessian)
     # Status outputs carry no derivative; detach them so that reductions over them
     # (jnp.all) are not differentiated.
     return result._replace(

@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from diffana.infer.asymptotics import _check_test_stat, _clipped_profile_ratio
-from diffana.infer.fit import _fit_settings, _poi_index, as_arrays, twice_nll_hessian, twice_nll_objective
+from diffana.infer.fit import _fit_settings, _poi_index, as_arrays, twice_nll_gradient_and_hessian, twice_nll_objective
 from diffana.infer.minimize import SolverOptions, minimize
 from diffana.model import Model
 
@@ -87,7 +87,7 @@ def _statistic_and_status(poi_value, data, model, init, lower, upper, fixed, tes
     pinned = jnp.stack([fixed, fixed.at[poi].set(True)])
 
     def one(start, pin):
-        return minimize(twice_nll_objective, (model, data), start, lower, upper, pin, options, twice_nll_hessian)
+        return minimize(twice_nll_objective, (model, data), start, lower, upper, pin, options, twice_nll_gradient_and_hessian)
 
     fits = jax.vmap(one)(inits, pinned)
     value = _clipped_profile_ratio(poi_value, fits.value[1], fits.value[0], fits.x[0, poi], test_stat)
@@ -267,7 +267,7 @@ def _hypotest_toys(poi_value, data, model, key, n_toys, test_stat, init_pars, pa
     def generating_fit(value):
         return minimize(
             twice_nll_objective, (model, data), init.at[poi].set(value), lower, upper,
-            fixed.at[poi].set(True), options, twice_nll_hessian,
+            fixed.at[poi].set(True), options, twice_nll_gradient_and_hessian,
         )
 
     generating = jax.vmap(generating_fit)(generating_poi)

@@ -1,0 +1,105 @@
+"""Traced programs kept across processes, so a repeated command skips tracing.
+
+JAX's persistent compilation cache (:mod:`diffana.cache`) saves the XLA compilation
+of a program, but finding a program in it needs the program first: every process
+traces and lowers the Python function again. For a published likelihood with a few
+hundred modifiers that alone takes 2–4 s per function (``hypotest``, ``upper_limit``),
+more than ``pyhf cls`` takes in all. This module stores the lowered program itself
+(``jax.export``, StableHLO with a stable serialisation) next to the compilation
+cache, keyed by everything the trace depends on: the function's name, the model's
+static structure and settings, the shapes and dtypes of the array arguments, and the
+JAX version and diffana's source. A later process with the same key deserialises it and
+calls it; its compilation then comes from the persistent cache.
+
+Only the CLI uses it (a library user's functions are traced once per process
+anyway). Any failure to read, write or export a stored program falls back to
+calling the function directly: stored programs only save time.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+
+FOLDER_NAME = "programs"
+
+
+@functools.lru_cache(maxsize=1)
+def source_fingerprint() -> str:
+    """A digest of diffana's own source files: a stored program traced by other code
+    (an edited checkout with an unchanged version number) is never reused."""
+    package = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(path.relative_to(package).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def program_key(name: str, static_key: Any, arrays: Sequence[jax.Array]) -> str:
+    """A hex digest naming one traced program: ``name``, the ``repr`` of
+    ``static_key`` (everything static the function depends on), the arguments'
+    shapes and dtypes, the JAX version and diffana's source."""
+    signature = [(tuple(a.shape), str(a.dtype)) for a in arrays]
+    text = repr((name, static_key, signature, jax.__version__, source_fingerprint(), jax.config.jax_enable_x64))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _store_folder() -> Path | None:
+    from diffana.cache import cache_dir
+
+    configured = jax.config.jax_compilation_cache_dir
+    folder = Path(configured) if configured else cache_dir()
+    return None if folder is None else folder / FOLDER_NAME
+
+
+def _read(path: Path):
+    try:
+        return jax.export.deserialize(bytearray(path.read_bytes()))
+    except (OSError, ValueError, TypeError, RuntimeError):
+        return None  # a partial or stale file: export afresh
+
+
+def _write(path: Path, exported) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Written under a temporary name and renamed: a concurrent reader never
+        # sees half a file.
+        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as handle:
+            handle.write(exported.serialize())
+        os.replace(handle.name, path)
+    except OSError:
+        pass
+
+
+def call_stored(name: str, function: Callable, static_key: Any, *arrays: jax.Array):
+    """``function(*arrays)``, through a stored program when one exists.
+
+    Args:
+        name: a label for the program (part of the key and of the file name).
+        function: a pure function of ``arrays`` only (close over everything else)
+            returning a pytree of arrays made of tuples, lists and dicts.
+        static_key: everything ``function`` closes over that changes its trace, with
+            a ``repr`` that is stable across processes (e.g. a model structure's
+            key and the settings).
+        arrays: the array arguments.
+    """
+    arrays = tuple(jax.numpy.asarray(a) for a in arrays)
+    folder = _store_folder()
+    if folder is None:
+        return jax.jit(function)(*arrays)
+    path = folder / f"{name}-{program_key(name, static_key, arrays)}.jaxexport"
+    exported = _read(path) if path.exists() else None
+    if exported is None:
+        try:
+            exported = jax.export.export(jax.jit(function))(*arrays)
+        except Exception:  # noqa: BLE001 - an unexportable program still runs
+            return jax.jit(function)(*arrays)
+        _write(path, exported)
+    return exported.call(*arrays)
