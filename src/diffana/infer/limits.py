@@ -109,6 +109,7 @@ class LimitSettings(eqx.Module):
     max_iterations: int = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
     options: SolverOptions = eqx.field(static=True)
+    warm_start: bool = eqx.field(static=True, default=False)
 
 
 def _residuals_and_slopes(mus, prepared, settings: LimitSettings, starts):
@@ -187,6 +188,8 @@ def _solve_limits(prepared, settings: LimitSettings):
     # a different CLs curve from the one hypotest reports (seen on a random model
     # with two background normalisations running to their bound). The final fits'
     # parameters are kept for the backward pass, whose fits then start at the minimum.
+    # With ``warm_start`` each curve's fits start from its fits at the previous μ
+    # instead: fewer fit iterations, at that risk.
     init_starts = (prepared.init, jnp.broadcast_to(prepared.init, (6, n_pars)))
     starts = init_starts
     lower = jnp.zeros(6)
@@ -194,7 +197,8 @@ def _solve_limits(prepared, settings: LimitSettings):
 
     def body(state):
         mus, lower, upper, starts, iteration, _, _, _, _ = state
-        residual, slope, new_starts, fits_converged = _residuals_and_slopes(mus, prepared, settings, init_starts)
+        fit_starts = starts if settings.warm_start else init_starts
+        residual, slope, new_starts, fits_converged = _residuals_and_slopes(mus, prepared, settings, fit_starts)
         # CLs falls with μ: a positive residual means the root lies above.
         above = residual > 0
         lower = jnp.where(above, mus, lower)
@@ -272,6 +276,7 @@ def upper_limit(
     max_iterations: int = 60,
     rtol: float = 1e-10,
     options: SolverOptions = SolverOptions(),
+    warm_start: bool = False,
 ) -> UpperLimitResult:
     """Asymptotic CLs upper limits on the POI at confidence level ``cl``.
 
@@ -282,12 +287,17 @@ def upper_limit(
             ``CLs = 1 - cl``.
         test_stat: ``"qtilde"`` (default) or ``"q"``.
         calc_base_dist: ``"normal"`` (pyhf's default) or ``"clipped_normal"``.
+        warm_start: start each root-finding step's conditional fits from the previous
+            step's (fewer fit iterations); off by default, because with a non-convex
+            likelihood a warm start can settle in another local minimum than the
+            fit from the suggested initial values that ``hypotest`` reports.
 
     Returns:
         :class:`UpperLimitResult` with ``observed``, ``expected`` (−2σ…+2σ), a
         ``converged`` flag and per-curve status (``warnings()`` says what to read
-        with care, including limits outside the POI's bounds). Pure, jit-able and vmap-able; differentiable w.r.t. the
-        model's templates and ``data`` by implicit differentiation.
+        with care, including limits outside the POI's bounds). Pure, jit-able and
+        vmap-able; differentiable w.r.t. the model's templates and ``data`` by
+        implicit differentiation.
     """
     _check_test_stat(test_stat, ("qtilde", "q"))
     if not 0.0 < cl < 1.0:
@@ -299,6 +309,7 @@ def upper_limit(
         max_iterations=int(max_iterations),
         rtol=float(rtol),
         options=options,
+        warm_start=bool(warm_start),
     )
     _poi_index(model)
     data = model.check_data(data)
