@@ -19,10 +19,16 @@ dimensionless multipliers or pulls.
 
 from __future__ import annotations
 
+import ast
 import copy
+import importlib.util
 import json
 import math
+import numbers
 import os
+import pathlib
+import sys
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -50,34 +56,390 @@ class WorkspaceError(ValueError):
 # --------------------------------------------------------------------------- schema
 
 
+def _pyhf_schema_folder() -> tuple[Any, str]:
+    """The folder of pyhf's installed schema files and their version (``"1.0.0"``).
+
+    ``import pyhf.schema`` imports all of pyhf (scipy.stats among it): seconds in a
+    fresh process, for three JSON files. So unless pyhf is imported already (then
+    its ``pyhf.schema.path``, which a user may have redirected, is used), the files
+    are found where pyhf installs them, without running pyhf, and the version is read
+    from pyhf's ``schema/variables.py``; anything unexpected falls back to
+    ``import pyhf.schema``."""
+    module = sys.modules.get("pyhf.schema")
+    if module is None:
+        try:
+            spec = importlib.util.find_spec("pyhf")
+            root = pathlib.Path(spec.origin).parent
+            tree = ast.parse((root / "schema" / "variables.py").read_text(encoding="utf-8"))
+            version = next(
+                node.value.value
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                and any(getattr(t, "id", None) == "SCHEMA_VERSION" for t in node.targets)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            )
+            folder = root / "schemas" / version
+            if (folder / "defs.json").is_file():
+                return folder, version
+        except Exception:  # noqa: BLE001 - any surprise: ask pyhf itself
+            pass
+        import pyhf.schema as module
+    return pathlib.Path(module.path) / str(module.version), str(module.version)
+
+
+def _schema_documents():
+    """pyhf's schema files, ``{$id: contents}``, the ``$id`` of ``defs.json`` and
+    their folder. Read once per process."""
+    cache = _schema_documents.__dict__.setdefault("cache", [])
+    if not cache:
+        folder, _ = _pyhf_schema_folder()
+        documents = {}
+        for name in ("defs.json", "workspace.json", "model.json", "measurement.json"):
+            with open(folder / name, encoding="utf-8") as handle:
+                contents = json.load(handle)
+            documents[contents["$id"]] = contents
+        defs_id = next(uri for uri in documents if uri.endswith("/defs.json"))
+        cache.append((documents, defs_id, folder))
+    return cache[0]
+
+
+def _schema_registry():
+    """pyhf's schema files as a ``referencing`` registry (for jsonschema)."""
+    cache = _schema_registry.__dict__.setdefault("cache", [])
+    if not cache:
+        from referencing import Registry, Resource
+        from referencing.jsonschema import DRAFT6
+
+        documents, _, _ = _schema_documents()
+        cache.append(Registry().with_resources(
+            (uri, Resource.from_contents(contents, default_specification=DRAFT6))
+            for uri, contents in documents.items()
+        ))
+    return cache[0]
+
+
+def _schema_reference(schema_name: str) -> dict:
+    """``{"$ref": <absolute URI>}`` of the definition a schema file names."""
+    cache = _schema_reference.__dict__.setdefault("cache", {})
+    if schema_name not in cache:
+        _, defs_id, folder = _schema_documents()
+        with open(folder / schema_name, encoding="utf-8") as handle:
+            target = json.load(handle)["$ref"]  # e.g. "defs.json#/definitions/workspace"
+        # Draft 6 ignores an "$id" beside "$ref", so resolve against defs.json's own id.
+        cache[schema_name] = defs_id + target[len("defs.json"):]
+    return {"$ref": cache[schema_name]}
+
+
 def _schema_validator(schema_name: str):
     """A Draft-6 validator for one of pyhf's schema files (``workspace.json``,
-    ``model.json``), resolving ``defs.json`` from pyhf's installed copy."""
+    ``model.json``), resolving ``defs.json`` from pyhf's installed copy. Built
+    once per process."""
     cache = _schema_validator.__dict__.setdefault("cache", {})
-    if schema_name in cache:
-        return cache[schema_name]
-    import jsonschema
-    import pyhf.schema
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT6
+    if schema_name not in cache:
+        import jsonschema
 
-    folder = pyhf.schema.path / pyhf.schema.version
-    resources = []
-    for name in ("defs.json", "workspace.json", "model.json", "measurement.json"):
-        with open(folder / name, encoding="utf-8") as handle:
-            contents = json.load(handle)
-        resources.append(
-            (contents["$id"], Resource.from_contents(contents, default_specification=DRAFT6))
+        cache[schema_name] = jsonschema.Draft6Validator(
+            _schema_reference(schema_name), registry=_schema_registry()
         )
-    registry = Registry().with_resources(resources)
-    with open(folder / schema_name, encoding="utf-8") as handle:
-        target = json.load(handle)["$ref"]  # e.g. "defs.json#/definitions/workspace"
-    # Draft 6 ignores an "$id" beside "$ref", so resolve against defs.json's own id.
-    defs_id = next(uri for uri, _ in resources if uri.endswith("/defs.json"))
-    schema = {"$ref": defs_id + target[len("defs.json"):]}
-    validator = jsonschema.Draft6Validator(schema, registry=registry)
-    cache[schema_name] = validator
-    return validator
+    return cache[schema_name]
+
+
+# A fast yes/no check of the same schema. jsonschema spends ~0.3-0.6 s on a
+# published likelihood: every one of its ~500 modifiers is tried against all seven
+# modifier schemas of an ``anyOf``, through ``$ref`` lookups and a validator object
+# per step. The schema is compiled once into plain Python predicates that answer
+# exactly what jsonschema answers ("valid or not") for the keywords they
+# implement; a schema using any other assertion keyword gets no fast check. Only
+# documents the predicate accepts skip jsonschema: a rejected one is validated by
+# jsonschema, which finds and words the errors (and has the last word).
+
+
+class _Unsupported(Exception):
+    """The schema uses a keyword the fast check does not implement."""
+
+
+def _is_number(x) -> bool:  # jsonschema's draft-6 "number": not bool
+    return not isinstance(x, bool) and isinstance(x, numbers.Number)
+
+
+def _is_integer(x) -> bool:  # draft 6: 1.0 is an integer
+    if isinstance(x, bool):
+        return False
+    return isinstance(x, int) or (isinstance(x, float) and x.is_integer())
+
+
+_TYPE_TESTS = {
+    "array": lambda x: isinstance(x, list),
+    "boolean": lambda x: isinstance(x, bool),
+    "integer": _is_integer,
+    "null": lambda x: x is None,
+    "number": _is_number,
+    "object": lambda x: isinstance(x, dict),
+    "string": lambda x: isinstance(x, str),
+}
+
+# The keywords jsonschema's Draft6Validator asserts (its VALIDATORS; a test checks
+# the list), and those of them the compiler implements: any other makes it give up.
+# Keywords jsonschema does not know ("definitions", "description") mean nothing to
+# either.
+_DRAFT6_KEYWORDS = frozenset(
+    {"$ref", "additionalItems", "additionalProperties", "allOf", "anyOf", "const",
+     "contains", "dependencies", "enum", "exclusiveMaximum", "exclusiveMinimum",
+     "format", "items", "maxItems", "maxLength", "maxProperties", "maximum",
+     "minItems", "minLength", "minProperties", "minimum", "multipleOf", "not",
+     "oneOf", "pattern", "patternProperties", "properties", "propertyNames",
+     "required", "type", "uniqueItems"}
+)
+_FAST_KEYWORDS = frozenset(
+    {"$ref", "type", "properties", "required", "additionalProperties", "items",
+     "minItems", "maxItems", "const", "anyOf"}
+)
+
+
+def _all_numbers(values: list) -> bool:
+    for value in values:
+        kind = type(value)
+        if kind is not float and kind is not int and not _is_number(value):
+            return False
+    return True
+
+
+class _SchemaCompiler:
+    """Compiles a Draft-6 schema into a predicate ``check(instance) -> bool``;
+    ``$ref``s (resolved once each, within ``documents``, ``{$id: schema}``) are
+    compiled once each."""
+
+    def __init__(self, documents: Mapping[str, Any]):
+        self._documents = documents
+        self._compiled: dict[int, Any] = {}  # id(schema) -> predicate (or its cell)
+        self._keep: list = []  # schemas whose id() keys _compiled stay alive
+
+    def compile_root(self, schema, base):
+        return self._compile(schema, base, root=True)
+
+    def _lookup(self, ref: str, base: str):
+        """The schema ``ref`` names, seen from the document ``base``, and the URI
+        of the document it is in."""
+        uri, _, fragment = urllib.parse.urljoin(base, ref).partition("#")
+        if uri not in self._documents:
+            raise _Unsupported(f"$ref {ref!r} outside pyhf's schema files")
+        node = self._documents[uri]
+        if fragment and not fragment.startswith("/"):
+            raise _Unsupported(f"$ref {ref!r} to an anchor")
+        for token in urllib.parse.unquote(fragment).split("/")[1:]:
+            token = token.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, list):
+                node = node[int(token)]
+            elif isinstance(node, dict):
+                node = node[token]
+            else:
+                raise _Unsupported(f"$ref {ref!r}")
+        return node, uri
+
+    def _resolve(self, schema, base):
+        """Follow ``$ref`` chains: (resolved schema, its document's URI)."""
+        seen = 0
+        while isinstance(schema, dict) and "$ref" in schema:
+            schema, base = self._lookup(schema["$ref"], base)
+            seen += 1
+            if seen > 100:
+                raise _Unsupported("a $ref cycle")
+        return schema, base
+
+    def _compile(self, schema, base, root=False):
+        if schema is True:
+            return lambda x: True
+        if schema is False:
+            return lambda x: False
+        if not isinstance(schema, dict):
+            raise _Unsupported(f"schema {schema!r:.40}")
+        if "$ref" in schema:  # draft 6: siblings of $ref are ignored
+            target, target_base = self._resolve(schema, base)
+            key = id(target)
+            if key not in self._compiled:
+                cell: list = []
+                self._compiled[key] = lambda x: cell[0](x)  # in case of recursion
+                self._keep.append(target)
+                cell.append(self._compile(target, target_base))
+                self._compiled[key] = cell[0]
+            return self._compiled[key]
+        if "$id" in schema and not root:
+            raise _Unsupported("$id in a subschema changes the resolution scope")
+        unknown = (set(schema) & _DRAFT6_KEYWORDS) - _FAST_KEYWORDS
+        if unknown:
+            raise _Unsupported(f"keywords {sorted(unknown)}")
+        checks = []
+        if "type" in schema:
+            types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+            if any(t not in _TYPE_TESTS for t in types):
+                raise _Unsupported(f"type {types}")
+            tests = [_TYPE_TESTS[t] for t in types]
+            if len(tests) == 1:
+                checks.append(tests[0])
+            else:
+                checks.append(lambda x, tests=tests: any(test(x) for test in tests))
+        if "const" in schema:
+            const = schema["const"]
+            if not isinstance(const, str):
+                raise _Unsupported("a non-string const")
+            checks.append(lambda x, const=const: isinstance(x, str) and x == const)
+        object_check = self._object_check(schema, base)
+        if object_check is not None:
+            checks.append(object_check)
+        array_check = self._array_check(schema, base)
+        if array_check is not None:
+            checks.append(array_check)
+        if "anyOf" in schema:
+            checks.append(self._any_of(schema["anyOf"], base))
+        if not checks:
+            return lambda x: True
+        if len(checks) == 1:
+            return checks[0]
+
+        def check(x, checks=tuple(checks)):
+            for one in checks:
+                if not one(x):
+                    return False
+            return True
+
+        return check
+
+    def _object_check(self, schema, base):
+        if not any(k in schema for k in ("properties", "required", "additionalProperties")):
+            return None
+        properties = schema.get("properties", {})
+        if not isinstance(properties, dict):
+            raise _Unsupported("properties")
+        required = tuple(schema.get("required", ()))
+        extra = schema.get("additionalProperties", True)
+        if "patternProperties" in schema:
+            raise _Unsupported("patternProperties")
+        extra_check = None if extra is True else (lambda x: False) if extra is False else (
+            self._compile(extra, base)
+        )
+        property_checks = tuple(
+            (name, self._compile(sub, base)) for name, sub in properties.items()
+        )
+
+        def check(x):
+            if not isinstance(x, dict):
+                return True  # object keywords apply to objects only
+            for name in required:
+                if name not in x:
+                    return False
+            for name, sub in property_checks:
+                if name in x and not sub(x[name]):
+                    return False
+            if extra_check is not None:
+                for name in x:
+                    if name not in properties and not extra_check(x[name]):
+                        return False
+            return True
+
+        return check
+
+    def _array_check(self, schema, base):
+        if not any(k in schema for k in ("items", "minItems", "maxItems")):
+            return None
+        low = schema.get("minItems", 0)
+        high = schema.get("maxItems")
+        items = schema.get("items", True)
+        if isinstance(items, list):
+            raise _Unsupported("tuple items")
+        if isinstance(items, dict) and items == {"type": "number"}:
+            item_check = _all_numbers
+        elif items is True or items == {}:
+            item_check = None
+        else:
+            one = self._compile(items, base)
+
+            def item_check(values):
+                for value in values:
+                    if not one(value):
+                        return False
+                return True
+
+        def check(x):
+            if not isinstance(x, list):
+                return True  # array keywords apply to arrays only
+            if len(x) < low or (high is not None and len(x) > high):
+                return False
+            return item_check is None or item_check(x)
+
+        return check
+
+    def _any_of(self, branches, base):
+        if not isinstance(branches, list) or not branches:
+            raise _Unsupported("anyOf")
+        compiled = [self._compile(branch, base) for branch in branches]
+        # pyhf's modifiers: each branch an object requiring a "type" fixed by a
+        # string const, all different. Only the branch the modifier's type names
+        # can accept it; no branch accepts a non-object, one without "type", or
+        # one with another type.
+        table = {}
+        for branch, check in zip(branches, compiled):
+            target, _ = self._resolve(branch, base)
+            kind = (
+                target.get("properties", {}).get("type", {}).get("const")
+                if isinstance(target, dict) and isinstance(target.get("properties"), dict)
+                and isinstance(target["properties"].get("type"), dict)
+                else None
+            )
+            if (
+                not isinstance(kind, str)
+                or target.get("type") != "object"
+                or "type" not in target.get("required", ())
+                or kind in table
+            ):
+                table = None
+                break
+            table[kind] = check
+        if table is not None:
+
+            def dispatch(x):
+                if not isinstance(x, dict):
+                    return False
+                kind = x.get("type")
+                check = table.get(kind) if isinstance(kind, str) else None
+                return check is not None and check(x)
+
+            return dispatch
+
+        def any_of(x):
+            for check in compiled:
+                if check(x):
+                    return True
+            return False
+
+        return any_of
+
+
+def _fast_check(reference: str):
+    """A predicate that says whether a value follows the pyhf schema definition
+    ``reference`` (an absolute ``$ref``), exactly as jsonschema would; ``None``
+    when the definition uses keywords the fast check does not implement. Built
+    once per process and definition."""
+    cache = _fast_check.__dict__.setdefault("cache", {})
+    if reference not in cache:
+        documents, defs_id, _ = _schema_documents()
+        try:
+            cache[reference] = _SchemaCompiler(documents).compile_root({"$ref": reference}, defs_id)
+        except Exception:  # noqa: BLE001 - _Unsupported, or a $ref to nowhere
+            cache[reference] = None
+    return cache[reference]
+
+
+def _fast_schema_check(schema_name: str):
+    """:func:`_fast_check` of a whole pyhf schema file (``workspace.json``, ``model.json``)."""
+    return _fast_check(_schema_reference(schema_name)["$ref"])
+
+
+def _fast_definition_check(definition: str):
+    """:func:`_fast_check` of ``defs.json#/definitions/<definition>`` (``channel``,
+    ``sample``, ``observation``, ``measurement``, ...)."""
+    _, defs_id, _ = _schema_documents()
+    return _fast_check(f"{defs_id}#/definitions/{definition}")
 
 
 def _json_path(document: Any, path: Sequence[Any]) -> str:
@@ -134,6 +496,9 @@ def _describe_schema_error(document: Any, error) -> str:
 
 
 def _validate_schema(document: Any, schema_name: str, source: str) -> None:
+    check = _fast_schema_check(schema_name)
+    if check is not None and check(document):
+        return
     validator = _schema_validator(schema_name)
     errors = sorted(
         validator.iter_errors(document),
@@ -152,8 +517,17 @@ def _validate_schema(document: Any, schema_name: str, source: str) -> None:
 # ------------------------------------------------------------------------ helpers
 
 
+_ATOMS = frozenset({str, bool, type(None), int, float})
+_NUMBERS = frozenset({int, float})
+
+
 def _plain(value: Any) -> Any:
     """JSON-ready copy: numpy/JAX arrays become lists, numpy scalars floats."""
+    kind = type(value)
+    if kind in _ATOMS:  # the common cases first, as below
+        return value
+    if (kind is list or kind is tuple) and all(type(v) in _NUMBERS for v in value):
+        return list(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -275,21 +649,25 @@ class Workspace:
         _validate_schema(document, "workspace.json" if is_workspace else "model.json", source)
         self.source = source
         try:
-            self._check_and_store(document, is_workspace)
+            # _plain made a fresh copy: nothing else holds its lists and dicts.
+            self._check_and_store(document, is_workspace, copied=True)
         except WorkspaceError as error:
             raise WorkspaceError(f"{source}: {error}") from None
 
-    def _check_and_store(self, document: Mapping, is_workspace: bool) -> None:
+    def _check_and_store(self, document: Mapping, is_workspace: bool, copied: bool = False) -> None:
+        """Check ``document`` beyond the schema and keep its parts; they are
+        deep-copied unless ``copied`` (the document is already a private copy)."""
+        own = (lambda value: value) if copied else copy.deepcopy
         self.channel_bins = _channel_bins(document)
         channels = document["channels"]
         known_parameters = _parameter_names(channels)
-        self.spec = {"channels": copy.deepcopy(channels)}
+        self.spec = {"channels": own(channels)}
         if "parameters" in document:
             _check_parameter_configs(document, ["parameters"], document["parameters"])
-            self.spec["parameters"] = copy.deepcopy(document["parameters"])
+            self.spec["parameters"] = own(document["parameters"])
         self.version = document.get("version")
         self.observations: dict[str, list[float]] = {}
-        self.measurements: list[dict] = copy.deepcopy(list(document.get("measurements", [])))
+        self.measurements: list[dict] = own(list(document.get("measurements", [])))
 
         for o, observation in enumerate(document.get("observations", [])):
             name, counts = observation["name"], observation["data"]
@@ -526,6 +904,4 @@ def to_workspace(
 
 
 def _schema_version() -> str:
-    import pyhf.schema
-
-    return str(pyhf.schema.version)
+    return _pyhf_schema_folder()[1]
