@@ -18,6 +18,7 @@ calling the function directly: stored programs only save time.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import os
@@ -62,8 +63,8 @@ def _store_folder() -> Path | None:
 def _read(path: Path):
     try:
         return jax.export.deserialize(bytearray(path.read_bytes()))
-    except (OSError, ValueError, TypeError, RuntimeError):
-        return None  # a partial or stale file: export afresh
+    except Exception:  # noqa: BLE001 - flatbuffers raises struct.error, IndexError, ...
+        return None  # a damaged or stale file: export afresh
 
 
 def _write(path: Path, exported) -> None:
@@ -78,7 +79,7 @@ def _write(path: Path, exported) -> None:
         pass
 
 
-def call_stored(name: str, function: Callable, static_key: Any, *arrays: jax.Array):
+def call_stored(name: str, function: Callable, static_key: Any, *arrays: jax.Array, folder: Path | None = None):
     """``function(*arrays)``, through a stored program when one exists.
 
     Args:
@@ -89,9 +90,11 @@ def call_stored(name: str, function: Callable, static_key: Any, *arrays: jax.Arr
             a ``repr`` that is stable across processes (e.g. a model structure's
             key and the settings).
         arrays: the array arguments.
+        folder: where programs are stored; default a ``programs`` folder in the
+            compilation cache's (none, so no storing, when the cache is off).
     """
     arrays = tuple(jax.numpy.asarray(a) for a in arrays)
-    folder = _store_folder()
+    folder = _store_folder() if folder is None else Path(folder)
     if folder is None:
         return jax.jit(function)(*arrays)
     path = folder / f"{name}-{program_key(name, static_key, arrays)}.jaxexport"
@@ -103,3 +106,27 @@ def call_stored(name: str, function: Callable, static_key: Any, *arrays: jax.Arr
             return jax.jit(function)(*arrays)
         _write(path, exported)
     return exported.call(*arrays)
+
+
+def call_with_model(name: str, compute: Callable, result_type: type, model, *arrays: jax.Array,
+                    settings: Any = (), folder: Path | None = None):
+    """``compute(model, *arrays)`` through a stored program (:func:`call_stored`).
+
+    ``compute`` returns an instance of ``result_type``, an equinox Module of arrays
+    (e.g. ``infer.HypotestResult``): its fields are what the stored program returns,
+    so a later process rebuilds the result without tracing ``compute``. The key is
+    ``name``, ``settings`` (everything else ``compute`` depends on, e.g. the test
+    statistic and the confidence level), the model's static structure and the
+    shapes of its arrays (a stacked model has a leading member axis).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(model)
+    fields = [field.name for field in dataclasses.fields(result_type)]
+
+    def function(*flat):
+        member_model = jax.tree_util.tree_unflatten(treedef, flat[len(arrays):])
+        result = compute(member_model, *flat[: len(arrays)])
+        return {field: getattr(result, field) for field in fields}
+
+    static_key = (settings, model.structure._key, result_type.__name__)
+    outputs = call_stored(name, function, static_key, *arrays, *leaves, folder=folder)
+    return result_type(**outputs)

@@ -7,12 +7,19 @@
         -> {"exp": [5 values, −2σ…+2σ], "obs": ...}
     diffana limit WORKSPACE.json --calctype toybased --ntoys 2000 --scan 0.5,5,10
         -> also "obs_error", "exp_error" (Monte Carlo) and the "scan"
+    diffana cls BKG.json --patchset FILE [FILE ...] [--patch NAME ...]
+        -> {"NAME": {"CLs_obs": ..., "CLs_exp": [5], "converged": bool}, ...}
+    diffana limit BKG.json --cl 0.95 --patchset FILE [FILE ...] [--patch NAME ...]
+        -> {"NAME": {"obs": ..., "exp": [5], "converged": bool, "warnings": [...]}, ...}
 
 Both read a pyhf JSON workspace, pick a measurement (the first unless
 ``--measurement`` names one) and use asymptotic formulae (``cls`` also
-pseudo-experiments with ``--calctype toybased``). Bad input (malformed
-JSON, a schema violation, a missing POI, …) is reported as one line with exit
-code 2.
+pseudo-experiments with ``--calctype toybased``). With ``--patchset`` the
+workspace is a background-only one and every patch of the pyhf patchset or plain
+JSON-patch files is computed, harmonised into groups of one model structure, each
+group in one compiled, vmapped call (:mod:`diffana.model.patchset`); asymptotics
+only. Bad input (malformed JSON, a schema violation, a missing POI, a patch that
+does not apply, …) is reported as one line with exit code 2.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 
 from diffana.cli import CommandError
 
@@ -40,6 +48,15 @@ def _add_model_options(parser) -> None:
     parser.add_argument(
         "--histosys-interp", default="code4p", choices=HISTOSYS_CODES,
         help="histosys interpolation code (default: code4p, as pyhf)",
+    )
+    parser.add_argument(
+        "--patchset", nargs="+", default=None, metavar="FILE",
+        help="treat WORKSPACE.json as background-only and compute every patch of these pyhf "
+        "patchset or plain JSON-patch files (asymptotics only); output keyed by patch name",
+    )
+    parser.add_argument(
+        "--patch", nargs="+", action="extend", default=None, metavar="NAME",
+        help="with --patchset: only these patches (a plain JSON-patch file's name is its stem)",
     )
 
 
@@ -128,6 +145,8 @@ def run_cls(args) -> int:
 
     if not math.isfinite(args.poi_value):
         raise CommandError(f"--poi-value must be a finite number, got {args.poi_value}")
+    if _check_patchset_options(args):
+        return _run_patchset_cls(args)
     _, model, data = _load(args)
     low, high = model.config.poi_bounds()
     if not low <= args.poi_value <= high:
@@ -164,6 +183,8 @@ def run_limit(args) -> int:
 
     if not 0.0 < args.cl < 1.0:
         raise CommandError(f"--cl must lie strictly between 0 and 1, got {args.cl}")
+    if _check_patchset_options(args):
+        return _run_patchset_limit(args)
     _, model, data = _load(args)
     if args.calctype == "toybased":
         return _run_toy_limit(args, model, data)
@@ -233,3 +254,120 @@ def _stderr_console():
     from rich.console import Console
 
     return Console(stderr=True)
+
+
+# ------------------------------------------------------------------- patchsets
+
+
+def _check_patchset_options(args) -> bool:
+    """Whether this is a patchset run; option combinations it cannot honour are errors."""
+    if args.patchset is None:
+        if args.patch:
+            raise CommandError("--patch selects patches of a --patchset; give the patchset file(s) too")
+        return False
+    if args.calctype != "asymptotics":
+        raise CommandError("--patchset supports --calctype asymptotics only; for toys, apply one patch "
+                           "(jsonpatch) and run on that workspace")
+    return True
+
+
+def _load_groups(args):
+    """The patched workspaces harmonised into groups of one structure; every input
+    problem as a CommandError."""
+    from diffana.model import InvalidModel, PatchError, WorkspaceError, load_patchset
+
+    try:
+        patched = load_patchset(args.workspace, args.patchset, args.patch)
+        groups = patched.stack(args.measurement, normsys_interp=args.normsys_interp,
+                               histosys_interp=args.histosys_interp)
+    except (PatchError, WorkspaceError, InvalidModel) as error:
+        raise CommandError(str(error)) from None
+    if groups[0].model.config.poi_index is None:
+        raise CommandError(f"{args.workspace}: the patched models have no parameter of interest")
+    print(f"diffana {args.command}: {len(patched.workspaces)} patches form {len(groups)} group(s) "
+          "of one model structure", file=sys.stderr)
+    return groups
+
+
+def _check_poi_value_in_bounds(args, group) -> None:
+    poi = group.model.config.poi_index
+    lower, upper = group.model.config.lower[:, poi].tolist(), group.model.config.upper[:, poi].tolist()
+    for name, low, high in zip(group.names, lower, upper):
+        if not low <= args.poi_value <= high:
+            raise CommandError(f"--poi-value {args.poi_value} lies outside the bounds [{low}, {high}] "
+                               f"of the POI {group.model.config.poi_name!r} of patch {name!r}")
+
+
+def _each_group(args, groups, compute):
+    """Run ``compute(group)`` per group with progress on stderr; yields (group, result)."""
+    import jax
+
+    for number, group in enumerate(groups, start=1):
+        print(f"diffana {args.command}: group {number}/{len(groups)}: {len(group)} workspaces, "
+              f"{group.model.config.npars} parameters: compiling and fitting ...", file=sys.stderr)
+        start = time.perf_counter()
+        result = jax.block_until_ready(compute(group))
+        print(f"diffana {args.command}: group {number}/{len(groups)} done in "
+              f"{time.perf_counter() - start:.1f} s", file=sys.stderr)
+        yield group, result
+
+
+def _member_value(value, name: str, what: str, args):
+    """A finite float, or None (JSON null) with a warning naming the patch."""
+    value = float(value)
+    if math.isfinite(value):
+        return value
+    print(f"diffana {args.command}: warning: {name}: the {what} came out as {value}; "
+          "the fit failed on this workspace", file=sys.stderr)
+    return None
+
+
+def _run_patchset_cls(args) -> int:
+    """Print ``{NAME: {"CLs_obs", "CLs_exp": [5], "converged"}}`` for every patch."""
+    from diffana.infer.patchsets import stacked_hypotest, unstack
+
+    groups = _load_groups(args)
+    for group in groups:
+        _check_poi_value_in_bounds(args, group)
+    output = {}
+
+    def compute(group):
+        return stacked_hypotest(args.poi_value, group.data, group.model, test_stat=args.test_stat)
+
+    for group, results in _each_group(args, groups, compute):
+        for name, result in zip(group.names, unstack(results)):
+            if not bool(result.converged):
+                print(f"diffana cls: warning: {name}: not every fit converged; treat the numbers with care",
+                      file=sys.stderr)
+            output[name] = {
+                "CLs_obs": _member_value(result.cls_obs, name, "observed CLs", args),
+                "CLs_exp": [_member_value(v, name, "expected CLs", args) for v in result.cls_exp],
+                "converged": bool(result.converged),
+            }
+    print(json.dumps(output, indent=4, sort_keys=True))
+    return 0
+
+
+def _run_patchset_limit(args) -> int:
+    """Print ``{NAME: {"obs", "exp": [5], "converged", "warnings"}}`` for every patch."""
+    from diffana.infer.patchsets import stacked_upper_limit, unstack
+
+    groups = _load_groups(args)
+    output = {}
+
+    def compute(group):
+        return stacked_upper_limit(group.data, group.model, cl=args.cl, test_stat=args.test_stat)
+
+    for group, results in _each_group(args, groups, compute):
+        for name, result in zip(group.names, unstack(results)):
+            lines = result.unconverged_curves()
+            for line in lines:
+                print(f"diffana limit: warning: {name}: {line}", file=sys.stderr)
+            output[name] = {
+                "obs": _member_value(result.observed, name, "observed limit", args),
+                "exp": [_member_value(v, name, "expected limit", args) for v in result.expected],
+                "converged": bool(result.converged),
+                "warnings": lines,
+            }
+    print(json.dumps(output, indent=4, sort_keys=True))
+    return 0

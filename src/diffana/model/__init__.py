@@ -7,19 +7,41 @@ from diffana.model.interpolation import (
     normsys_code4,
 )
 from diffana.model.model import InvalidModel, Model, ModelConfig, ParameterSet
+from diffana.model.patchset import (
+    GroupMember,
+    NamedPatch,
+    PatchedWorkspaces,
+    PatchError,
+    WorkspaceGroup,
+    apply_patch,
+    load_patchset,
+    read_patches,
+    select_patches,
+    stack_workspaces,
+)
 from diffana.model.workspace import Workspace, WorkspaceError, load_workspace, to_workspace
 
 __all__ = [
+    "GroupMember",
     "InvalidModel",
     "Model",
     "ModelConfig",
+    "NamedPatch",
     "ParameterSet",
+    "PatchError",
+    "PatchedWorkspaces",
     "Workspace",
     "WorkspaceError",
+    "WorkspaceGroup",
+    "apply_patch",
     "histosys_code0",
     "histosys_code4p",
+    "load_patchset",
     "load_workspace",
     "normsys_code1",
     "normsys_code4",
+    "read_patches",
+    "select_patches",
+    "stack_workspaces",
     "to_workspace",
 ]
