@@ -189,7 +189,7 @@ def run_limit(args) -> int:
     if args.calctype == "toybased":
         return _run_toy_limit(args, model, data)
     result = infer.upper_limit(data, model, cl=args.cl, test_stat=args.test_stat)
-    for line in result.unconverged_curves():
+    for line in result.warnings():
         print(f"diffana limit: warning: {line}", file=sys.stderr)
     output = {
         "obs": _finite(result.observed, "observed limit"),
@@ -360,7 +360,7 @@ def _run_patchset_limit(args) -> int:
 
     for group, results in _each_group(args, groups, compute):
         for name, result in zip(group.names, unstack(results)):
-            lines = result.unconverged_curves()
+            lines = result.warnings()  # as diffana limit on one workspace: unconverged or out-of-bounds curves
             for line in lines:
                 print(f"diffana limit: warning: {name}: {line}", file=sys.stderr)
             output[name] = {

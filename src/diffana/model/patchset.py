@@ -57,9 +57,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
-import re
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -71,15 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffana.model.model import InvalidModel, Model
-from diffana.model.workspace import (
-    Workspace,
-    WorkspaceError,
-    _describe_schema_error,
-    _read_json,
-    _schema_validator,
-    _validate_schema,
-    load_workspace,
-)
+from diffana.model.workspace import Workspace, WorkspaceError, _plain, _read_json, _validate_schema, load_workspace
 
 __all__ = [
     "GroupMember",
@@ -89,7 +79,6 @@ __all__ = [
     "WorkspaceGroup",
     "apply_patch",
     "load_patchset",
-    "patched_workspace",
     "read_patches",
     "select_patches",
     "stack_workspaces",
@@ -176,12 +165,13 @@ def _read_patch_file(path, background, background_source) -> list[NamedPatch]:
 
 
 def _plain_patch(operations: list, source: str) -> NamedPatch:
-    import pyhf.exceptions
-    import pyhf.schema
+    """A plain JSON-patch file's patch, named by the file's stem; jsonpatch checks
+    the operations' form (without importing pyhf, which takes seconds)."""
+    import jsonpatch
 
     try:
-        pyhf.schema.validate(operations, "jsonpatch.json")
-    except pyhf.exceptions.InvalidSpecification as error:
+        jsonpatch.JsonPatch(operations)
+    except jsonpatch.InvalidJsonPatch as error:
         raise PatchError(f"{source}: not a valid JSON patch: {_short(error)}") from None
     name = os.path.splitext(os.path.basename(source))[0]
     return NamedPatch(name=name, operations=tuple(operations), source=source)
@@ -314,7 +304,7 @@ def load_patchset(
             (the error names the patch).
     """
     if isinstance(background, Mapping):
-        document, source = dict(background), "the background-only workspace"
+        document, source = _plain(background), "the background-only workspace"
     else:
         source = os.fspath(background)
         document = _read_json(source)
@@ -325,76 +315,12 @@ def load_patchset(
     patches = read_patches(paths, background=document, background_source=source)
     if names:
         patches = select_patches(patches, names)
-    workspaces = {patch.name: patched_workspace(document, patch, source) for patch in patches}
+    # Workspace errors start with their source, so they name the patch.
+    workspaces = {
+        patch.name: Workspace(apply_patch(document, patch), source=f"{source} + patch {patch.name!r}")
+        for patch in patches
+    }
     return PatchedWorkspaces(background=document, workspaces=workspaces)
-
-
-def patched_workspace(background: Mapping, patch: NamedPatch, background_source: str) -> Workspace:
-    """The validated :class:`Workspace` that ``patch`` makes of the schema-valid
-    ``background`` document; its errors start with
-    ``"<background_source> + patch '<name>'"``.
-
-    The whole-document schema check costs ~0.3 s for a published likelihood, so a
-    patch that only adds or replaces channels, samples, observations or
-    measurements has just those values checked against their pyhf schema
-    definitions (the background was checked once); any other patch has the whole
-    document checked.
-    """
-    document = apply_patch(background, patch)
-    source = f"{background_source} + patch {patch.name!r}"
-    definitions = [_definition_of(operation) for operation in patch.operations]
-    if any(definition is None for definition in definitions):
-        return Workspace(document, source=source)
-    for operation, definition in zip(patch.operations, definitions):
-        if definition != "unchanged":
-            _validate_definition(operation["value"], definition, operation["path"], source)
-    return _SchemaCheckedWorkspace(document, source)
-
-
-_ITEM_DEFINITIONS = (
-    (re.compile(r"^/channels/(\d+|-)$"), "channel"),
-    (re.compile(r"^/channels/(\d+|-)/samples/(\d+|-)$"), "sample"),
-    (re.compile(r"^/observations/(\d+|-)$"), "observation"),
-    (re.compile(r"^/measurements/(\d+|-)$"), "measurement"),
-)
-
-
-def _definition_of(operation: Mapping) -> str | None:
-    """The pyhf schema definition an operation's value must satisfy;
-    ``"unchanged"`` for a test; None when only the whole document can tell."""
-    if operation.get("op") == "test":
-        return "unchanged"
-    if operation.get("op") not in ("add", "replace"):
-        return None  # a removal may leave an array shorter than the schema allows
-    for pattern, definition in _ITEM_DEFINITIONS:
-        if pattern.match(str(operation.get("path", ""))):
-            return definition
-    return None
-
-
-def _validate_definition(value: Any, definition: str, pointer: str, source: str) -> None:
-    """Check one patched value against pyhf's ``defs.json#/definitions/<definition>``."""
-    workspace_validator = _schema_validator("workspace.json")
-    reference = workspace_validator.schema["$ref"].rsplit("/", 1)[0] + "/" + definition
-    validator = workspace_validator.evolve(schema={"$ref": reference})
-    errors = list(validator.iter_errors(value))
-    if errors:
-        error = max(errors, key=lambda e: len(e.absolute_path))
-        described = _describe_schema_error(value, error)  # "$..." relative to the value
-        where = "$" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in pointer.split("/")[1:])
-        raise WorkspaceError(f"{source} does not follow pyhf's workspace.json schema: {where}{described[1:]}")
-
-
-class _SchemaCheckedWorkspace(Workspace):
-    """A :class:`Workspace` whose schema check was made piecewise (the background
-    once, the patched values each); the consistency checks run as usual."""
-
-    def __init__(self, document: Mapping, source: str):
-        self.source = source
-        try:
-            self._check_and_store(document, is_workspace=True)
-        except WorkspaceError as error:
-            raise WorkspaceError(f"{source}: {error}") from None
 
 
 # ------------------------------------------------------------------ harmonising
@@ -488,9 +414,9 @@ def _member(name, workspace, base_names, measurement, model_kwargs) -> _Member:
 
 
 def _check_values(member: _Member) -> None:
-    """Concrete checks the vmapped model build cannot make (its templates are
-    traced): on a bad value, build the member's own model for the builder's
-    message."""
+    """Values the builder rejects (NaN, negative yields, …), found before padding:
+    the padded spec renames added samples, so on a bad value the member's own model
+    is built, for the builder's message with the member's own names."""
     ok = True
     for slot, sample in member.samples.items():
         data = np.asarray(sample["data"], float)
@@ -770,52 +696,38 @@ def _slots_of(union: _Union, channel: str) -> list:
     return [slot for slot in union.modifiers if slot[0] == channel]
 
 
-def _member_arrays(member: _Member, union: _Union) -> list:
-    """The member's numbers in the union's layout, no-ops where it lacks a sample or
-    modifier (the order :func:`_fill_spec` reads them back in)."""
-    arrays = []
-    for channel, nbins in union.channels.items():
-        for slot in _slots_of(union, channel):
-            sample = member.samples.get(slot)
-            nominal = np.asarray(sample["data"], float) if sample is not None else np.zeros(nbins)
-            arrays.append(nominal)
-            own = member.modifiers.get(slot, {})
-            for key in union.modifiers[slot]:
-                values = own[key].get("data") if key in own else None
-                kind = key[0]
-                if kind == "normsys":
-                    hi, lo = (values["hi"], values["lo"]) if key in own else (1.0, 1.0)
-                    arrays.extend([np.float64(hi), np.float64(lo)])
-                elif kind == "histosys":
-                    hi, lo = (values["hi_data"], values["lo_data"]) if key in own else (nominal, nominal)
-                    arrays.extend([np.asarray(hi, float), np.asarray(lo, float)])
-                elif kind in ("shapesys", "staterror"):
-                    arrays.append(np.asarray(values, float) if key in own else np.zeros(nbins))
-    return arrays
+def _no_op_data(kind: str, nominal: list):
+    """Modifier data that leaves a sample with yields ``nominal`` unchanged at every
+    parameter value (normfactor, lumi, shapefactor: no data; they are no-ops where
+    the rule allows them, see the module docstring)."""
+    if kind == "normsys":
+        return {"hi": 1.0, "lo": 1.0}
+    if kind == "histosys":
+        return {"hi_data": list(nominal), "lo_data": list(nominal)}
+    if kind in ("shapesys", "staterror"):
+        return [0.0] * len(nominal)  # zero uncertainty: the builder fixes these bins
+    return None
 
 
-def _fill_spec(union: _Union, arrays: Sequence) -> dict:
-    """The model spec of the union with numbers from ``arrays`` (possibly traced)."""
-    numbers = iter(arrays)
-    channels = []
-    for channel in union.channels:
-        samples = []
-        for slot in _slots_of(union, channel):
-            data = next(numbers)
-            modifiers = []
-            for (kind, _), name in union.modifiers[slot].items():
-                if kind == "normsys":
-                    values = {"hi": next(numbers), "lo": next(numbers)}
-                elif kind == "histosys":
-                    values = {"hi_data": next(numbers), "lo_data": next(numbers)}
-                elif kind in ("shapesys", "staterror"):
-                    values = next(numbers)
-                else:
-                    values = None
-                modifiers.append({"name": name, "type": kind, "data": values})
-            samples.append({"name": union.sample_names[slot], "data": data, "modifiers": modifiers})
-        channels.append({"name": channel, "samples": samples})
-    return {"channels": channels}
+def _padded_sample(member: _Member, union: _Union, slot, nbins: int) -> dict:
+    """The member's sample in ``slot`` (a zero-yield copy if it has none) with the
+    union's modifiers under canonical names, no-ops where it lacks them."""
+    sample = member.samples.get(slot)
+    nominal = list(sample["data"]) if sample is not None else [0.0] * nbins
+    own = member.modifiers.get(slot, {})
+    modifiers = [
+        {"name": name, "type": key[0], "data": own[key].get("data") if key in own else _no_op_data(key[0], nominal)}
+        for key, name in union.modifiers[slot].items()
+    ]
+    return {"name": union.sample_names[slot], "data": nominal, "modifiers": modifiers}
+
+
+def _padded_spec(member: _Member, union: _Union) -> dict:
+    """The member's model spec in the union's structure."""
+    return {"channels": [
+        {"name": channel, "samples": [_padded_sample(member, union, slot, nbins) for slot in _slots_of(union, channel)]}
+        for channel, nbins in union.channels.items()
+    ]}
 
 
 def _member_parameters(member: _Member, union: _Union) -> list:
@@ -831,54 +743,32 @@ def _member_parameters(member: _Member, union: _Union) -> list:
     for name, config in union.configs.items():
         if name not in present and name not in configs:
             configs[name] = dict(config)
-    return [configs[name] for name in sorted(configs)]
+    return list(configs.values())
 
 
 def _build_group(group: _Group, build_kwargs) -> WorkspaceGroup:
-    members, union = group.members, group.union
-    parameters = [_member_parameters(m, union) for m in members]
-    arrays = [_member_arrays(m, union) for m in members]
-    # Members whose parameter configs agree are built in one vmapped call.
-    classes: dict[str, list[int]] = defaultdict(list)
-    for i, configs in enumerate(parameters):
-        classes[json.dumps(configs, sort_keys=True, default=str)].append(i)
-    built = {}
-    # The builder warns once per build; repeat each distinct warning once.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        for key, indices in classes.items():
-            stacked = [np.stack([arrays[i][k] for i in indices]) for k in range(len(arrays[indices[0]]))]
-            built[key] = _vmapped_build(union, stacked, parameters[indices[0]], build_kwargs)
-    for message in dict.fromkeys(str(w.message) for w in caught):
-        warnings.warn(message, stacklevel=3)
-    if len(classes) == 1:
-        model = next(iter(built.values()))
-    else:
-        model = _restack(built, classes, len(members))
-    model = _fix_absent_parameters(model, members, union)
-    data = _stacked_data(model, members)
-    return WorkspaceGroup(names=tuple(m.name for m in members), model=model, data=data)
-
-
-def _restack(built: dict, classes: dict, n_members: int) -> Model:
-    """One stacked model, in member order, from the stacked models of each class."""
+    """Build every member's padded model and stack them (``infer.stack_models``,
+    which refuses models of different structure)."""
     from diffana.infer.lee import stack_models  # lazy: diffana.infer imports diffana.model
 
-    singles = [None] * n_members
-    for key, indices in classes.items():
-        for position, i in enumerate(indices):
-            singles[i] = jax.tree_util.tree_map(lambda leaf: leaf[position], built[key])
-    return stack_models(singles)
-
-
-def _vmapped_build(union, stacked, parameters, build_kwargs) -> Model:
-    """``Model.from_spec`` of the union, vmapped over the members' numbers: one
-    trace for all members instead of one eager build each."""
-
-    def build(arrays):
-        return Model.from_spec(_fill_spec(union, arrays), poi_name=union.poi, parameters=parameters, **build_kwargs)
-
-    return jax.vmap(build)([jnp.asarray(a) for a in stacked])
+    members, union = group.members, group.union
+    # The builder warns once per build (e.g. a configured parameter no modifier
+    # defines); repeat each distinct warning once, not once per member.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        models = [
+            Model.from_spec(_padded_spec(m, union), poi_name=union.poi, parameters=_member_parameters(m, union),
+                            **build_kwargs)
+            for m in members
+        ]
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        warnings.warn(message, stacklevel=4)
+    try:
+        model = stack_models(models)
+    except ValueError as error:
+        raise InvalidModel(str(error)) from None  # a structure the checks did not foresee: split the group
+    model = _fix_absent_parameters(model, members, union)
+    return WorkspaceGroup(names=tuple(m.name for m in members), model=model, data=_stacked_data(model, members))
 
 
 def _fix_absent_parameters(model: Model, members, union) -> Model:
