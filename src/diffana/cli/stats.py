@@ -133,6 +133,37 @@ def _finite(value: float, what: str) -> float:
     return value
 
 
+def _stored_hypotest(args, model, data, hypotest=None):
+    """``hypotest(--poi-value, data, model)`` (default ``infer.hypotest``; the stacked
+    one for patchsets) through a stored program (``diffana.programs``): a repeated
+    command on a model of the same structure skips tracing as well as compiling."""
+    from diffana import infer, programs
+
+    hypotest = hypotest or infer.hypotest
+    test_stat = args.test_stat
+
+    def compute(model, poi_value, data):
+        return hypotest(poi_value, data, model, test_stat=test_stat)
+
+    name = f"cli-{hypotest.__name__}"
+    return programs.call_with_model(name, compute, infer.HypotestResult, model, args.poi_value, data,
+                                    settings=(test_stat,))
+
+
+def _stored_upper_limit(args, model, data, upper_limit=None):
+    """``upper_limit(data, model, --cl, --test-stat)`` through a stored program."""
+    from diffana import infer, programs
+
+    upper_limit = upper_limit or infer.upper_limit
+    cl, test_stat = args.cl, args.test_stat
+
+    def compute(model, data):
+        return upper_limit(data, model, cl=cl, test_stat=test_stat)
+
+    name = f"cli-{upper_limit.__name__}"
+    return programs.call_with_model(name, compute, infer.UpperLimitResult, model, data, settings=(cl, test_stat))
+
+
 def _warn_unconverged(result, args) -> None:
     if not bool(result.converged):
         print(f"diffana {args.command}: warning: not every fit converged; "
@@ -166,7 +197,7 @@ def run_cls(args) -> int:
         for warning in caught:
             print(f"diffana cls: warning: {warning.message}", file=sys.stderr)
     else:
-        result = infer.hypotest(args.poi_value, data, model, test_stat=args.test_stat)
+        result = _stored_hypotest(args, model, data)
     _warn_unconverged(result, args)
     output = {
         "CLs_obs": _finite(result.cls_obs, "observed CLs"),
@@ -188,7 +219,7 @@ def run_limit(args) -> int:
     _, model, data = _load(args)
     if args.calctype == "toybased":
         return _run_toy_limit(args, model, data)
-    result = infer.upper_limit(data, model, cl=args.cl, test_stat=args.test_stat)
+    result = _stored_upper_limit(args, model, data)
     for line in result.warnings():
         print(f"diffana limit: warning: {line}", file=sys.stderr)
     output = {
@@ -332,7 +363,7 @@ def _run_patchset_cls(args) -> int:
     output = {}
 
     def compute(group):
-        return stacked_hypotest(args.poi_value, group.data, group.model, test_stat=args.test_stat)
+        return _stored_hypotest(args, group.model, group.data, stacked_hypotest)
 
     for group, results in _each_group(args, groups, compute):
         for name, result in zip(group.names, unstack(results)):
@@ -356,7 +387,7 @@ def _run_patchset_limit(args) -> int:
     output = {}
 
     def compute(group):
-        return stacked_upper_limit(group.data, group.model, cl=args.cl, test_stat=args.test_stat)
+        return _stored_upper_limit(args, group.model, group.data, stacked_upper_limit)
 
     for group, results in _each_group(args, groups, compute):
         for name, result in zip(group.names, unstack(results)):
