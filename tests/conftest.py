@@ -15,3 +15,18 @@ os.environ.setdefault("DIFFANA_JAX_CACHE", "off")
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+
+
+def atlas_erjr_dir() -> str:
+    """The published ATLAS likelihood of ../shared/data/atlas_erjr: ``$DIFFANA_ATLAS_ERJR``,
+    else the shared/ folder beside the repository (where CI puts it), else the
+    developers' /work/shared. Tests that need it skip where none exists."""
+    from pathlib import Path
+
+    candidates = [os.environ.get("DIFFANA_ATLAS_ERJR", ""),
+                  Path(__file__).resolve().parents[2] / "shared" / "data" / "atlas_erjr",
+                  "/work/shared/data/atlas_erjr"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "bkg_only.json").exists():
+            return str(candidate)
+    return "/work/shared/data/atlas_erjr"

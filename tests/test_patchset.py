@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import diffana  # noqa: F401  (float64)
+from conftest import atlas_erjr_dir
 from diffana import infer
 from diffana.infer.patchsets import stacked_hypotest, unstack
 from diffana.model import (
@@ -393,7 +394,7 @@ def test_cli_limit_patchset(files, capsys, stacked_cls):
 
 # ------------------------------------------------------------------------ ATLAS
 
-ATLAS = "/work/shared/data/atlas_erjr"
+ATLAS = atlas_erjr_dir()
 ATLAS_PATCHES = ["patch_C1N2_WZ_500p0_300p0", "patch_C1N2_WZ_100p0_20p0"]  # with / without CRlow signal
 
 

@@ -37,6 +37,7 @@ from diffana.infer.lee import (
 )
 from diffana.infer.limits import CURVE_NAMES, UpperLimitResult, upper_limit
 from diffana.infer.minimize import MinimizeResult, SolverOptions, minimize
+from diffana.infer.patchsets import stacked_hypotest, stacked_upper_limit, unstack
 from diffana.infer.toy_limits import ToyUpperLimitResult, upper_limit_toys
 from diffana.infer.toys import ToyHypotestResult, hypotest_toys, sample_toys, toy_test_statistics
 
@@ -71,8 +72,11 @@ __all__ = [
     "significance",
     "significance_from_p_value",
     "stack_models",
+    "stacked_hypotest",
+    "stacked_upper_limit",
     "toy_test_statistics",
     "trials_factor",
+    "unstack",
     "upcrossings",
     "upper_limit",
     "upper_limit_toys",
