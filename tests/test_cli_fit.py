@@ -207,12 +207,15 @@ def _diffana_cls(workspace, cache_folder):
 
 
 def test_second_run_loads_the_compiled_cls_from_the_cache(path, tmp_path):
-    """Two fresh processes: the first compiles the CLs program (seconds) and writes
-    it to the cache folder, the second loads it from there."""
+    """Two fresh processes: the first traces the CLs program, stores it
+    (diffana.programs) and writes its compilation to the cache folder; the second
+    reads the stored program, and its compilation comes from the cache."""
     folder = tmp_path / "jax-cache"
     first, log = _diffana_cls(path, folder)
-    assert "Persistent compilation cache hit for 'jit__hypotest'" not in log
-    assert any(name.startswith("jit__hypotest") for name in os.listdir(folder))
+    assert "Persistent compilation cache hit" not in log
+    stored = list((folder / "programs").glob("cli-hypotest-*.jaxexport"))
+    assert len(stored) == 1
+    assert any(name.endswith("-cache") for name in os.listdir(folder))
     second, log = _diffana_cls(path, folder)
-    assert "Persistent compilation cache hit for 'jit__hypotest'" in log
+    assert "Persistent compilation cache hit" in log
     assert second == first
