@@ -70,22 +70,9 @@ def _fixed_fits(poi_values, datas, prepared: Prepared, starts, options):
     """Fits with the POI fixed, one per (POI value, data set, start), batched with
     vmap so that a program compiles a single fit loop however many fits it needs."""
     poi = prepared.model.config.poi_index
-    fixed = prepared.fixed.at[poi].set(True)
-
-    def one(poi_value, data, start):
-        init = jax.lax.stop_gradient(start).at[poi].set(poi_value)
-        return minimize(
-            twice_nll_objective,
-            (prepared.model, data),
-            init,
-            prepared.lower,
-            prepared.upper,
-            fixed,
-            options,
-            twice_nll_gradient_and_hessian,
-        )
-
-    return jax.vmap(one)(poi_values, datas, starts)
+    inits = jax.lax.stop_gradient(starts).at[:, poi].set(poi_values)
+    pinned = jnp.broadcast_to(prepared.fixed.at[poi].set(True), inits.shape)
+    return _minimize_batch(prepared.model, datas, inits, pinned, prepared.lower, prepared.upper, options)
 
 
 def _minimize_batch(model, datas, inits, pinned, lower, upper, options):
