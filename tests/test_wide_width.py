@@ -1,0 +1,146 @@
+"""The non-negligible-width (Γ = 0.1·M) benchmark: Breit–Wigner ⊗ resolution templates."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import integrate, special
+
+import diffana  # noqa: F401  (float64)
+from diffana.analyses.zprime_invisible import config as cfg
+from diffana.analyses.zprime_invisible import templates
+from diffana.analyses.zprime_invisible import wide_width as ww
+from diffana.analyses.zprime_invisible.samples import AnalysisSamples
+
+
+def test_truncated_cauchy_cdf_is_a_cdf_on_the_kinematic_range():
+    s = jnp.linspace(-5.0, 120.0, 2001)
+    cdf = np.asarray(ww.truncated_cauchy_cdf(s, 25.0, 2.5))
+    assert cdf[0] == 0.0 and cdf[-1] == 1.0
+    assert np.all(np.diff(cdf) >= 0.0)
+    # inside the range it is the Cauchy CDF renormalised to the truncated mass
+    full = lambda x: np.arctan((x - 25.0) / 2.5) / np.pi + 0.5  # noqa: E731
+    norm = full(ww.MAX_TRUE_MASS_SQUARED) - full(0.0)
+    np.testing.assert_allclose(float(ww.truncated_cauchy_cdf(30.0, 25.0, 2.5)), (full(30.0) - full(0.0)) / norm,
+                               rtol=1e-14)
+
+
+def test_template_is_breit_wigner_convolved_with_a_gaussian_resolution():
+    """Narrow events at Gauss–Hermite nodes of a Gaussian resolution (weights = the
+    quadrature weights) turn the template into the Voigt profile's bin integrals."""
+    mass, resolution, relative_width = 4.0, 0.26, 0.1
+    gamma = ww.breit_wigner_half_width(mass, relative_width)  # 1.6 GeV²
+    nodes, weights = np.polynomial.hermite.hermgauss(120)
+    residuals = np.sqrt(2.0) * resolution * nodes
+    m2 = mass**2 + residuals
+    width = 0.5
+    hist = np.asarray(ww.wide_signal_histograms(jnp.array([mass**2]), jnp.array([gamma]), jnp.array([width]),
+                                                jnp.asarray(m2)[None], jnp.asarray(weights / np.sqrt(np.pi))[None], 20))[0]
+    edges = mass**2 + width * (np.arange(21) - 10)
+    # the truncation at 0 and the end point removes (far) tails: renormalise the Voigt the same way
+    kept = integrate.quad(lambda s: special.voigt_profile(s - mass**2, resolution, gamma), 0.0,
+                          ww.MAX_TRUE_MASS_SQUARED, limit=400)[0]
+    voigt = np.array([integrate.quad(lambda s: special.voigt_profile(s - mass**2, resolution, gamma), lo, hi)[0]
+                      for lo, hi in zip(edges[:-1], edges[1:])])
+    # exact when truncation and convolution commute; they nearly do (resolution ≪ 16 GeV² to the edges)
+    np.testing.assert_allclose(hist, voigt / kept, rtol=2e-4, atol=1e-7)
+    # the window holds ±3.125 γ of the truncated Cauchy (resolution ≪ γ barely changes it)
+    cauchy = lambda x: np.arctan((x - mass**2) / gamma) / np.pi  # noqa: E731
+    inside = (cauchy(edges[-1]) - cauchy(edges[0])) / (cauchy(ww.MAX_TRUE_MASS_SQUARED) - cauchy(0.0))
+    assert hist.sum() == pytest.approx(inside, abs=2e-3)
+
+
+def test_vanishing_width_gives_back_the_narrow_histogram():
+    rng = np.random.default_rng(5)
+    mass, width, n = 2.0, 0.3, 500
+    m2 = mass**2 + rng.normal(0.0, 0.3, n)
+    w = rng.uniform(0.5, 1.5, n)
+    wide = np.asarray(ww.wide_signal_histograms(jnp.array([mass**2]), jnp.array([1e-12]), jnp.array([width]),
+                                                jnp.asarray(m2)[None], jnp.asarray(w)[None], 20))[0]
+    narrow = np.asarray(templates.window_histogram(mass**2, width, jnp.asarray(m2), jnp.full(n, 90.0), jnp.asarray(w),
+                                                   templates.theta_edges(1), 20))
+    np.testing.assert_allclose(wide, narrow, atol=1e-9)
+
+
+def test_template_gradient_in_the_selection_weights_matches_finite_differences():
+    rng = np.random.default_rng(1)
+    m2 = jnp.asarray(9.0 + rng.normal(0.0, 0.3, (1, 200)))
+    base = jnp.asarray(rng.uniform(0.2, 0.8, (1, 200)))
+
+    def loss(selection):
+        hist = ww.wide_signal_histograms(jnp.array([9.0]), jnp.array([0.9]), jnp.array([0.3]), m2, selection, 20)
+        return jnp.sum(jnp.log(hist + 1.0) * jnp.arange(20.0))
+
+    grad = jax.grad(loss)(base)
+    direction = jnp.asarray(rng.normal(size=base.shape))
+    eps = 1e-6
+    numeric = (loss(base + eps * direction) - loss(base - eps * direction)) / (2 * eps)
+    assert float(jnp.sum(grad * direction)) == pytest.approx(float(numeric), rel=1e-7)
+
+
+def test_windows_grow_with_the_width():
+    settings = ww.WideWidthSettings()
+    masses = np.array([0.1, 1.0, 4.0, 8.0])
+    resolutions = np.array([0.234, 0.287, 0.262, 0.096])
+    half = 0.5 * settings.window_bins * ww.window_bin_widths(masses, resolutions, settings)
+    np.testing.assert_allclose(half, np.maximum(10 * resolutions, 3 * 0.1 * masses**2))
+    assert half[0] == pytest.approx(2.34) and half[-1] == pytest.approx(19.2)
+
+
+@pytest.mark.parametrize("bad", [{"relative_width": 0.0}, {"relative_width": 1.5}, {"window_bins": 1},
+                                 {"half_width_widths": -1.0}])
+def test_bad_settings_are_refused(bad):
+    with pytest.raises(ValueError):
+        ww.WideWidthSettings(**bad)
+
+
+def _toy_samples(masses, rng):
+    """Flat background in M² (three processes) and Gaussian narrow signal per mass."""
+    n_b, n_s = 4000, 400
+    background = {"recoil_mass_squared": rng.uniform(-2.0, 80.0, n_b), "recoil_theta_cm": rng.uniform(20, 160, n_b),
+                  "weight": np.full(n_b, 5.0), "process": rng.integers(1, 4, n_b).astype(float)}
+    data_n = rng.poisson(background["weight"].sum())
+    pick = rng.integers(0, n_b, data_n)
+    pseudo = {k: v[pick] for k, v in background.items()}
+    pseudo["weight"] = np.ones(data_n)
+    signal = {"recoil_mass_squared": masses[:, None] ** 2 + rng.normal(0.0, 0.25, (masses.size, n_s)),
+              "recoil_theta_cm": rng.uniform(20, 160, (masses.size, n_s)),
+              "weight": np.full((masses.size, n_s), 0.05 * 80.0 / n_s)}
+    return AnalysisSamples(masses=masses, background_train=background, background_test=background,
+                           signal_train=signal, signal_test=signal, pseudo_data=pseudo, luminosity=80.0, generated={})
+
+
+def test_wide_limits_are_weaker_than_narrow_ones_and_converge():
+    """A wide signal spreads over more background: its limit is weaker than the narrow
+    fit's in the same toy, and every fit converges."""
+    from diffana.analyses.zprime_invisible.fit import scan_limits
+    from diffana.analyses.zprime_invisible.templates import analysis_templates, reference_cross_sections
+
+    rng = np.random.default_rng(2)
+    masses = np.array([2.0, 4.0, 6.0])
+    resolutions = np.full(3, 0.25)
+    samples = _toy_samples(masses, rng)
+    sy = cfg.load_config(None, quick=True).systematics
+    ones_s = np.ones_like(samples.signal_test["weight"])
+    ones_b = np.ones_like(samples.background_test["weight"])
+    ones_d = np.ones_like(samples.pseudo_data["weight"])
+    wide = ww.wide_width_limits(masses, resolutions, samples, ones_s, ones_b, ones_d, sy, 0.9,
+                                ww.WideWidthSettings())
+    assert wide["converged"].all()
+    gamma = ww.breit_wigner_half_width(masses, 0.1)
+    half = wide["window_half_width"]
+    inside = (np.asarray(ww.truncated_cauchy_cdf(masses**2 + half, masses**2, gamma))
+              - np.asarray(ww.truncated_cauchy_cdf(masses**2 - half, masses**2, gamma)))
+    np.testing.assert_allclose(wide["signal_fraction"], inside, atol=0.01)  # 0.25 GeV² resolution: small change
+
+    edges = templates.theta_edges(1)
+    raw = analysis_templates(masses**2, resolutions, samples.signal_test, ones_s, samples.background_test, ones_b,
+                             edges, 20, sy, np.ones(3))
+    t = analysis_templates(masses**2, resolutions, samples.signal_test, ones_s, samples.background_test, ones_b,
+                           edges, 20, sy, reference_cross_sections(raw["signal"], raw["background"]))
+    data = analysis_templates(masses**2, resolutions, samples.signal_test, ones_s, samples.pseudo_data, ones_d,
+                              edges, 20, sy, np.ones(3))["background"]
+    _, narrow_expected, _ = scan_limits(t, data, sy.luminosity, 0.9)
+    assert np.all(wide["expected"][:, 2] > 1.5 * narrow_expected[:, 2])
