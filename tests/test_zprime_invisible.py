@@ -116,7 +116,7 @@ def test_mass_hypotheses_are_spaced_by_the_resolution():
 
 
 def test_resolution_table_interpolates():
-    np.testing.assert_allclose(samples.recoil_mass_squared_resolution([1.0, 1.65, 20.0]), [0.287, 0.325, 0.046])
+    np.testing.assert_allclose(samples.recoil_mass_squared_resolution([1.0, 1.65, 20.0], "table"), [0.287, 0.325, 0.046])
 
 
 def test_pseudo_data_is_poisson_around_the_background():

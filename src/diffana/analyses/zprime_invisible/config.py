@@ -36,7 +36,14 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class AnalysisConfig:
-    """Luminosity (fb⁻¹), trigger opening (deg), mass scan (GeV) and confidence level."""
+    """Luminosity (fb⁻¹), trigger opening (deg), mass scan (GeV) and confidence level.
+
+    ``resolution``: the σ(M²_rec) curve that spaces the hypotheses and sets the M² bin
+    width, one of ``samples.RESOLUTION_MODELS`` (``"published"``: 582 hypotheses
+    from 0.01 to 8.5 GeV as in PRL 130, 231801; ``"table"``: the PHYSICS.md table).
+    ``scan_structure``: ``"grouped"`` (one compiled limit scan per θ-bin count, the
+    padding bins dropped) or ``"padded"`` (one compiled scan for all, padding masked);
+    ``scan_chunk_bins``: hypotheses × bins per call of a compiled scan."""
 
     luminosity: float = 79.7
     min_muon_delta_phi: float = 90.0
@@ -45,6 +52,9 @@ class AnalysisConfig:
     mass_step: float = 1.0
     n_masses: int = 0
     cl: float = 0.90
+    resolution: str = "published"
+    scan_structure: str = "grouped"
+    scan_chunk_bins: int = 640
 
 
 @dataclass(frozen=True)
@@ -62,12 +72,23 @@ class SamplesConfig:
 
 @dataclass(frozen=True)
 class TemplatesConfig:
-    """2D template binning: M²_rec window (bins of one resolution) × θ_rec^CM (deg)."""
+    """2D template binning: M²_rec window (bins of one resolution) × θ_rec^CM (deg).
+
+    θ bins per hypothesis: ``theta_bins_by_m2[i]`` equal-width bins for hypotheses with
+    M² (GeV²) in [``theta_m2_edges[i-1]``, ``theta_m2_edges[i]``) (the first below the
+    first edge, the last from the last edge up), padded with empty, masked bins to
+    ``theta_bins`` = the largest count, so every hypothesis shares one template layout
+    (the fit drops or masks the padding: ``analysis.scan_structure``). An empty
+    ``theta_bins_by_m2`` gives every hypothesis ``theta_bins`` bins. The published
+    analysis uses 1 to 5 θ bins, more at low M²; its M² edges are not published, so
+    the shipped rule (5/4/3/2/1 below 1/9/25/50 GeV² and above) is ours."""
 
     window_bins: int = 20
-    theta_bins: int = 3
+    theta_bins: int = 5
     theta_min: float = 0.0
     theta_max: float = 180.0
+    theta_bins_by_m2: tuple = (5, 4, 3, 2, 1)
+    theta_m2_edges: tuple = (1.0, 9.0, 25.0, 50.0)
 
 
 @dataclass(frozen=True)
@@ -86,7 +107,9 @@ class SystematicsConfig:
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Training of the network selections (steps, learning rate, subsets)."""
+    """Training of the network selections (steps, learning rate, subsets) and the
+    choice of each selection's hard cut: ``n_thresholds`` cut values tried on
+    ``cut_masses`` hypotheses evenly spread over the scan (training half)."""
 
     n_masses: int = 8
     max_events: int = 20000
@@ -97,6 +120,7 @@ class TrainingConfig:
     learning_rate: float = 0.01
     punzi_window: float = 2.0
     n_thresholds: int = 12
+    cut_masses: int = 16
 
 
 @dataclass(frozen=True)
@@ -241,6 +265,13 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     _require(a.mass_step > 0, f"{w}: [analysis] mass_step must be positive")
     _require(a.n_masses >= 0 and a.n_masses != 1, f"{w}: [analysis] n_masses must be 0 (all) or >= 2")
     _require(0 < a.cl < 1, f"{w}: [analysis] cl must lie in (0, 1), got {a.cl}")
+    from diffana.analyses.zprime_invisible.samples import RESOLUTION_MODELS
+
+    _require(a.scan_chunk_bins >= 1, f"{w}: [analysis] scan_chunk_bins must be >= 1")
+    _require(a.scan_structure in ("grouped", "padded"),
+             f"{w}: [analysis] scan_structure must be 'grouped' or 'padded', got {a.scan_structure!r}")
+    _require(a.resolution in RESOLUTION_MODELS,
+             f"{w}: [analysis] resolution must be one of {list(RESOLUTION_MODELS)}, got {a.resolution!r}")
     _require(0 <= a.min_muon_delta_phi < 180, f"{w}: [analysis] min_muon_delta_phi must be in [0, 180) deg")
     _require(s.source in ("generator", "root"), f"{w}: [samples] source must be 'generator' or 'root', got {s.source!r}")
     _require(s.background_events >= 100, f"{w}: [samples] background_events must be >= 100")
@@ -249,6 +280,7 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     _require(t.window_bins >= 4, f"{w}: [templates] window_bins must be >= 4")
     _require(1 <= t.theta_bins <= 10, f"{w}: [templates] theta_bins must be 1-10")
     _require(0 <= t.theta_min < t.theta_max <= 180, f"{w}: [templates] need 0 <= theta_min < theta_max <= 180 deg")
+    _validate_theta_rule(t, w)
     _require(len(y.range_edges) == 2 and y.range_edges[0] < y.range_edges[1],
              f"{w}: [systematics] range_edges must be two increasing M2 values (GeV^2)")
     for key in ("signal_efficiency", "background_shape"):
@@ -266,10 +298,30 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     _require(tr.learning_rate > 0, f"{w}: [training] learning_rate must be positive")
     _require(tr.punzi_window > 0, f"{w}: [training] punzi_window must be positive")
     _require(tr.n_thresholds >= 2, f"{w}: [training] n_thresholds must be >= 2")
+    _require(tr.cut_masses >= 1, f"{w}: [training] cut_masses must be >= 1")
     if s.source == "root":
         _validate_root_files(config, base_dir or Path("."))
     elif s.files:
         raise ConfigError(f"{w}: [samples] files given but source = 'generator' (set source = 'root')")
+
+
+def _validate_theta_rule(t: TemplatesConfig, w: str) -> None:
+    """The M²-dependent θ binning: counts are integers in 1-10, one more count than edges,
+    edges (GeV²) strictly increasing."""
+    counts, edges = t.theta_bins_by_m2, t.theta_m2_edges
+    if not counts:
+        _require(not edges, f"{w}: [templates] theta_m2_edges given without theta_bins_by_m2")
+        return
+    _require(all(int(n) == n and 1 <= n <= 10 for n in counts),
+             f"{w}: [templates] theta_bins_by_m2 must list integers 1-10, got {list(counts)}")
+    _require(len(edges) == len(counts) - 1,
+             f"{w}: [templates] theta_m2_edges needs {len(counts) - 1} value(s) (one fewer than "
+             f"theta_bins_by_m2), got {len(edges)}")
+    _require(all(b > a for a, b in zip(edges, edges[1:])),
+             f"{w}: [templates] theta_m2_edges must increase strictly (GeV^2), got {list(edges)}")
+    _require(t.theta_bins == max(counts),
+             f"{w}: [templates] theta_bins ({t.theta_bins}) must equal the largest of theta_bins_by_m2 "
+             f"({int(max(counts))}): it is the padded width of every hypothesis (or set theta_bins_by_m2 = [])")
 
 
 def root_file_paths(config: Config, base_dir: Path) -> dict[str, Path]:

@@ -13,9 +13,34 @@ and reused for every selection and every call:
   ``photon_veto`` (the μμ(γ) part scaled by its photon-veto uncertainty).
 
 σ_UL (fb) = μ_UL · sigma_ref.
+
+Masked bins (``bin_mask`` = 0, the padding θ bins of hypotheses with fewer θ bins
+than the widest, see :func:`templates.theta_bin_counts`) have zero expected events in
+every sample and every variation, zero observed events, and their per-bin
+``background_shape`` parameter is fixed (the builder fixes a shapesys bin of zero
+nominal): log Poisson(0 | 0) = 0 and the fixed constraint sits at its auxiliary
+value, so a masked bin adds exactly nothing to the deviance and the limits equal
+those of the model without the bin.
+
+Scans run chunk by chunk (a chunk holds ``chunk_bins // bins`` hypotheses, the
+last one padded by repeating its last hypothesis): a compiled program serves every
+call of its structure — the cut tries of every selection and the held-out scans —
+whatever their number of hypotheses; a vmapped while-loop only waits for the slowest
+fit of its own chunk; memory stays bounded. Structures (:attr:`ScanSettings.structure`):
+
+- ``"grouped"`` (default): hypotheses with the same ``bin_mask`` form one group, whose
+  padding bins are dropped before the fit — one compiled program per θ-bin count
+  (1–5). The fit's dense Newton solve costs ∝ (parameters)³ and the per-bin
+  shapesys gives one parameter per bin, so a 100-bin padded model costs ≈ 40× a
+  20-bin one (measured: 28 ms per hypothesis at 20 bins, 274 ms at 60 bins).
+- ``"padded"``: every hypothesis in ONE compiled program at the padded width, the
+  masked bins contributing nothing (identical limits, see above; far slower when
+  most hypotheses use few θ bins).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +54,22 @@ YIELD_FLOOR = 1e-3
 
 TEMPLATE_KEYS = ("signal", "signal_up", "signal_down", "background", "background_mumu")
 PER_HYPOTHESIS_KEYS = ("signal_efficiency", "background_shape", "photon_veto", "sigma_ref")
+OPTIONAL_KEYS = ("bin_mask",)
+"""``bin_mask`` (bins,): 1 for a real bin, 0 for a padding bin; all ones when absent."""
+
+DEFAULT_CHUNK_BINS = 640
+"""Hypotheses × bins per compiled call of a scan (32 hypotheses of 20 bins)."""
+
+SCAN_STRUCTURES = ("grouped", "padded")
+
+
+class ScanSettings(NamedTuple):
+    """Settings of the limit and significance scans (see the module docstring)."""
+
+    luminosity_uncertainty: float  # relative (0.01 = 1%)
+    cl: float = 0.90  # confidence level of the upper limits
+    chunk_bins: int = DEFAULT_CHUNK_BINS  # hypotheses × bins per compiled call
+    structure: str = "grouped"  # one of SCAN_STRUCTURES
 
 
 def by_range(m2, edges, values):
@@ -41,10 +82,12 @@ def by_range(m2, edges, values):
 def hypothesis_model(t: dict, luminosity_uncertainty: float, poi_max: float = 1000.0) -> Model:
     """The model of one hypothesis from its templates ``t`` (arrays of one window:
     see :data:`TEMPLATE_KEYS` (events, signal per unit POI) and
-    :data:`PER_HYPOTHESIS_KEYS`). Arrays may be tracers."""
-    background = t["background"] + YIELD_FLOOR
-    veto_shift = t["photon_veto"] * t["background_mumu"]
-    scale = t["sigma_ref"]
+    :data:`PER_HYPOTHESIS_KEYS`, optionally ``bin_mask``). Arrays may be tracers."""
+    mask = t.get("bin_mask", jnp.ones_like(t["background"]))
+    # the yield floor only goes into real bins: a padding bin stays exactly empty
+    background = (t["background"] + YIELD_FLOOR) * mask
+    veto_shift = t["photon_veto"] * t["background_mumu"] * mask
+    scale = t["sigma_ref"] * mask
     spec = {
         "channels": [
             {
@@ -71,7 +114,7 @@ def hypothesis_model(t: dict, luminosity_uncertainty: float, poi_max: float = 10
                             {"name": "background_shape", "type": "shapesys", "data": t["background_shape"] * background},
                             {"name": "photon_veto", "type": "histosys",
                              "data": {"hi_data": background + veto_shift,
-                                      "lo_data": jnp.maximum(background - veto_shift, YIELD_FLOOR)}},
+                                      "lo_data": jnp.maximum(background - veto_shift, YIELD_FLOOR * mask)}},
                         ],
                     },
                 ],
@@ -98,20 +141,113 @@ def expected_median_limit(t: dict, luminosity_uncertainty: float, cl: float):
     return infer.upper_limit(data, model, cl=cl).expected[2] * t["sigma_ref"]
 
 
+def _stacked(templates: dict) -> dict:
+    """The model inputs of every hypothesis as float64 numpy (M, ...) arrays
+    (``bin_mask`` all ones where the templates have none)."""
+    t = {k: np.asarray(templates[k], np.float64) for k in (*TEMPLATE_KEYS, *PER_HYPOTHESIS_KEYS)}
+    t["bin_mask"] = np.asarray(templates.get("bin_mask", np.ones_like(t["background"])), np.float64)
+    return t
+
+
+def structure_groups(bin_mask, structure: str = "grouped") -> list:
+    """(rows, kept bins) per compiled structure: ``"grouped"``, one group per distinct
+    ``bin_mask`` row keeping its real bins; ``"padded"``, one group of every row
+    keeping every bin."""
+    mask = np.asarray(bin_mask) > 0
+    if structure == "padded":
+        return [(np.arange(mask.shape[0]), np.arange(mask.shape[1]))]
+    if structure != "grouped":
+        raise ValueError(f"unknown scan structure {structure!r}; known: {list(SCAN_STRUCTURES)}")
+    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    return [(np.flatnonzero(inverse == g), np.flatnonzero(p)) for g, p in enumerate(patterns)]
+
+
+def _select(t: dict, rows, bins) -> dict:
+    """Rows ``rows`` of every array and, of the per-bin (M, bins) arrays, the bins ``bins``."""
+    return {k: (v[rows][:, bins] if v.ndim == 2 else v[rows]) for k, v in t.items()}
+
+
+def _chunks(n: int, chunk_size: int):
+    """(start, stop) of each chunk of ``chunk_size`` rows covering ``n`` rows."""
+    return [(i, min(i + chunk_size, n)) for i in range(0, n, chunk_size)]
+
+
+def _padded_rows(tree, start: int, stop: int, chunk_size: int):
+    """Rows start:stop of every (M, ...) array of ``tree``, padded to ``chunk_size``
+    rows by repeating row stop − 1 (a real hypothesis, so the fits stay well posed)."""
+    rows = np.minimum(np.arange(start, start + chunk_size), stop - 1)
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a[rows]), tree)
+
+
+def _run_group(compiled, t: dict, d: np.ndarray, chunk_bins: int) -> list:
+    """``compiled`` on one structure's hypotheses, chunk by chunk; numpy outputs."""
+    n, bins = d.shape
+    chunk_size = max(1, chunk_bins // bins)
+    pieces = []
+    for start, stop in _chunks(n, chunk_size):
+        out = compiled(_padded_rows(t, start, stop, chunk_size), _padded_rows(d, start, stop, chunk_size))
+        pieces.append([np.asarray(o)[: stop - start] for o in out])
+    return [np.concatenate(parts) for parts in zip(*pieces)]
+
+
+def run_chunked(compiled, templates: dict, observed_counts, chunk_bins: int = DEFAULT_CHUNK_BINS,
+                structure: str = "grouped"):
+    """``compiled(t, d)`` (a jitted vmap over hypotheses) on every hypothesis, by
+    structure group (:func:`structure_groups`) and chunk; the numpy outputs in the
+    original hypothesis order."""
+    t, d = _stacked(templates), np.asarray(observed_counts, np.float64)
+    outputs = None
+    for rows, bins in structure_groups(t["bin_mask"], structure):
+        group = _run_group(compiled, _select(t, rows, bins), d[rows][:, bins], int(chunk_bins))
+        if outputs is None:
+            outputs = [np.zeros((d.shape[0], *g.shape[1:]), g.dtype) for g in group]
+        for out, g in zip(outputs, group):
+            out[rows] = g
+    return tuple(outputs)
+
+
+def expected_median_limits(t: dict, luminosity_uncertainty: float, cl: float):
+    """(M,) median expected σ_UL (fb) of every hypothesis of the stacked templates ``t``,
+    each structure group (:func:`structure_groups`, from the concrete numpy
+    ``bin_mask``) in its own vmap without its padding bins; differentiable w.r.t. the
+    templates (the training objective of selection (d))."""
+    n = jnp.shape(t["signal"])[0]
+    mask = np.asarray(t.get("bin_mask", np.ones(jnp.shape(t["background"]))))
+    limits = jnp.zeros(n)
+    for rows, bins in structure_groups(mask):
+        group = {k: (v[rows][:, bins] if jnp.ndim(v) == 2 else v[rows])
+                 for k, v in t.items() if k != "bin_mask"}
+        limits = limits.at[rows].set(jax.vmap(lambda tk: expected_median_limit(tk, luminosity_uncertainty, cl))(group))
+    return limits
+
+
 _SCANS: dict = {}
 
 
-def scan_limits(templates: dict, observed_counts, luminosity_uncertainty: float, cl: float):
-    """All hypotheses in ONE vmapped, jitted call: ``templates`` maps every key of
-    :data:`TEMPLATE_KEYS` and :data:`PER_HYPOTHESIS_KEYS` to (M, ...) arrays,
-    ``observed_counts`` is (M, bins). Returns numpy (observed (M,), expected (M, 5),
-    converged (M,)), σ in fb. The compiled function is cached per (uncertainty, cl)."""
+def _compiled_limit_scan(luminosity_uncertainty: float, cl: float):
+    """The jitted, vmapped :func:`hypothesis_limits`, one per (uncertainty, cl)."""
     key = (float(luminosity_uncertainty), float(cl))
     if key not in _SCANS:
         _SCANS[key] = jax.jit(jax.vmap(lambda t, d: hypothesis_limits(t, d, key[0], key[1])))
-    t = {k: jnp.asarray(templates[k], jnp.float64) for k in (*TEMPLATE_KEYS, *PER_HYPOTHESIS_KEYS)}
-    observed, expected, converged = _SCANS[key](t, jnp.asarray(observed_counts, jnp.float64))
-    return np.asarray(observed), np.asarray(expected), np.asarray(converged)
+    return _SCANS[key]
+
+
+def scan_limits(templates: dict, observed_counts, luminosity_uncertainty: float, cl: float,
+                chunk_bins: int = DEFAULT_CHUNK_BINS, structure: str = "grouped"):
+    """Limits of all hypotheses, vmapped and compiled once per structure, run chunk by
+    chunk (module docstring): ``templates`` maps every key of :data:`TEMPLATE_KEYS` and
+    :data:`PER_HYPOTHESIS_KEYS` (and optionally ``bin_mask``) to (M, ...) arrays,
+    ``observed_counts`` is (M, bins). Returns numpy (observed (M,), expected (M, 5),
+    converged (M,)), σ in fb."""
+    compiled = _compiled_limit_scan(luminosity_uncertainty, cl)
+    return run_chunked(compiled, templates, observed_counts, chunk_bins, structure)
+
+
+def scan_limits_with(settings: ScanSettings, templates: dict, observed_counts):
+    """:func:`scan_limits` with its settings in one :class:`ScanSettings`."""
+    return scan_limits(templates, observed_counts, settings.luminosity_uncertainty, settings.cl,
+                       settings.chunk_bins, settings.structure)
 
 
 def hypothesis_significance(t: dict, observed_counts, luminosity_uncertainty: float):
@@ -126,12 +262,11 @@ def hypothesis_significance(t: dict, observed_counts, luminosity_uncertainty: fl
 _SIGNIFICANCE_SCANS: dict = {}
 
 
-def scan_local_significance(templates: dict, observed_counts, luminosity_uncertainty: float):
-    """Local significance of every hypothesis in one vmapped call (arguments as
-    :func:`scan_limits`). Returns numpy (Z (M,), converged (M,))."""
+def scan_local_significance(templates: dict, observed_counts, luminosity_uncertainty: float,
+                            chunk_bins: int = DEFAULT_CHUNK_BINS, structure: str = "grouped"):
+    """Local significance of every hypothesis, vmapped and run as :func:`scan_limits`.
+    Returns numpy (Z (M,), converged (M,))."""
     key = float(luminosity_uncertainty)
     if key not in _SIGNIFICANCE_SCANS:
         _SIGNIFICANCE_SCANS[key] = jax.jit(jax.vmap(lambda t, d: hypothesis_significance(t, d, key)))
-    t = {k: jnp.asarray(templates[k], jnp.float64) for k in (*TEMPLATE_KEYS, *PER_HYPOTHESIS_KEYS)}
-    z, converged = _SIGNIFICANCE_SCANS[key](t, jnp.asarray(observed_counts, jnp.float64))
-    return np.asarray(z), np.asarray(converged)
+    return run_chunked(_SIGNIFICANCE_SCANS[key], templates, observed_counts, chunk_bins, structure)

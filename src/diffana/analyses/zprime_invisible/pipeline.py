@@ -2,8 +2,10 @@
 
 Steps (each reported with a rich progress bar or status line): samples →
 hypotheses and windows → the four selections (training on the training half) →
-hard cuts chosen on the training half → limits for every hypothesis on the held-out
-half in one vmapped call per selection (expected band + observed on pseudo-data) →
+hard cuts chosen on the training half (all tries of a selection in one chunked scan
+over ``training.cut_masses`` hypotheses, :mod:`cuts`) → limits for every hypothesis on
+the held-out half in one chunked, vmapped scan per selection (expected band + observed
+on pseudo-data; one compiled program serves every scan) →
 g' limits (vanilla, fully invisible) → tables, plots, summary.
 """
 
@@ -20,11 +22,13 @@ import numpy as np
 from rich.console import Console
 from rich.progress import Progress
 
+from diffana.analyses.zprime_invisible import cuts
 from diffana.analyses.zprime_invisible import selections as sel
 from diffana.analyses.zprime_invisible.config import Config
-from diffana.analyses.zprime_invisible.fit import scan_limits, scan_local_significance
+from diffana.analyses.zprime_invisible.fit import ScanSettings, scan_limits_with, scan_local_significance
 from diffana.analyses.zprime_invisible.samples import AnalysisSamples, make_samples, recoil_mass_squared_resolution
-from diffana.analyses.zprime_invisible.templates import analysis_templates, reference_cross_sections, theta_edges
+from diffana.analyses.zprime_invisible.templates import (analysis_templates, hypothesis_theta_edges,
+                                                         reference_cross_sections)
 from diffana.cache import enable_compilation_cache  # noqa: F401  (moved to diffana.cache; kept importable here)
 
 
@@ -65,50 +69,65 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         progress.update(task, completed=1.0, description="samples: done")
     timings["samples"] = time.perf_counter() - start
     masses = samples.masses
-    centres, widths = masses**2, recoil_mass_squared_resolution(masses)
-    edges = theta_edges(t_cfg.theta_bins, t_cfg.theta_min, t_cfg.theta_max)
+    centres, widths = masses**2, recoil_mass_squared_resolution(masses, a.resolution)
+    edges = hypothesis_theta_edges(centres, t_cfg)  # (M, theta_bins + 1), padded rows
+    n_theta_used = (np.diff(edges, axis=1) > 0).sum(axis=1)
     n_window = t_cfg.window_bins
+    scan_settings = ScanSettings(sy.luminosity, a.cl, a.scan_chunk_bins, a.scan_structure)
+    console.print(f"limit scan: {masses.size} hypotheses × {n_window} M² bins × {t_cfg.theta_bins} θ bins "
+                  f"({n_theta_used.min()}–{n_theta_used.max()} used, the rest masked), "
+                  f"{a.resolution} σ(M²_rec); {a.scan_structure} structure")
     console.print(f"{masses.size} mass hypotheses {masses[0]:.3f}–{masses[-1]:.3f} GeV; "
                   f"preselected background: {samples.background_train['weight'].size + samples.background_test['weight'].size} "
                   f"MC events, {samples.background_test['weight'].sum():.4g} expected; pseudo-data {samples.pseudo_data['weight'].size} events")
 
-    def templates(signal, background, s_sel, b_sel, sigma_ref):
-        return analysis_templates(centres, widths, signal, jnp.asarray(s_sel, float), background,
-                                  jnp.asarray(b_sel, float), edges, n_window, sy, sigma_ref)
+    def templates(signal, background, s_sel, b_sel, sigma_ref, rows=slice(None)):
+        """Templates of the hypotheses ``rows`` (signal arrays already restricted to them)."""
+        return analysis_templates(centres[rows], widths[rows], signal, jnp.asarray(s_sel, float), background,
+                                  jnp.asarray(b_sel, float), edges[rows], n_window, sy, sigma_ref[rows])
 
     ones_sig = np.ones_like(samples.signal_test["weight"])
     raw = templates(samples.signal_test, samples.background_test, ones_sig,
                     np.ones_like(samples.background_test["weight"]), np.ones(masses.size))
     sigma_ref = reference_cross_sections(raw["signal"], raw["background"])
 
-    def train_objective(s_mask, b_mask):
-        """Mean log median expected limit on the training half (Asimov-like data)."""
-        t = templates(samples.signal_train, samples.background_train, s_mask, b_mask, sigma_ref)
-        _, expected, _ = scan_limits(t, np.asarray(t["background"]) + 1e-3, sy.luminosity, a.cl)
-        return float(np.mean(np.log(expected[:, 2])))
+    cut_rows = cuts.cut_hypotheses(masses.size, tr.cut_masses)
+    signal_cut = _rows(samples.signal_train, cut_rows)
+    sig_valid_cut = signal_cut["weight"] > 0
+
+    def choose_cut(score_signal_cut, score_background):
+        """The hard cut of one selection: every try in one scan over the cut hypotheses."""
+        thresholds = cuts.cut_thresholds(score_signal_cut, sig_valid_cut, tr.n_thresholds)
+        return cuts.choose_cut(thresholds, lambda c: templates(
+            signal_cut, samples.background_train, (score_signal_cut > c) & sig_valid_cut,
+            score_background > c, sigma_ref, cut_rows), scan_settings)
 
     def held_out_limits(score_signal, score_background, score_data, cut):
         t = templates(samples.signal_test, samples.background_test, score_signal > cut, score_background > cut, sigma_ref)
         data = templates(samples.signal_test, samples.pseudo_data, ones_sig, score_data > cut, sigma_ref)["background"]
-        observed, expected, converged = scan_limits(t, data, sy.luminosity, a.cl)
-        local_z, z_converged = scan_local_significance(t, data, sy.luminosity)
-        return {"observed": observed, "expected": expected, "converged": converged, "cut": float(cut),
-                "local_significance": local_z, "significance_converged": z_converged,
-                "signal_efficiency": np.asarray(t["signal"]).sum(axis=1) / samples.luminosity,
-                "background": np.asarray(t["background"]).sum(axis=1)}
+        t0 = time.perf_counter()
+        observed, expected, converged = scan_limits_with(scan_settings, t, data)
+        t1 = time.perf_counter()
+        local_z, z_converged = scan_local_significance(t, data, sy.luminosity, a.scan_chunk_bins, a.scan_structure)
+        scan_times = {"limits": t1 - t0, "significance": time.perf_counter() - t1}
+        result = {"observed": observed, "expected": expected, "converged": converged, "cut": float(cut),
+                  "local_significance": local_z, "significance_converged": z_converged,
+                  "signal_efficiency": np.asarray(t["signal"]).sum(axis=1) / samples.luminosity,
+                  "background": np.asarray(t["background"]).sum(axis=1)}
+        return scan_times, result
 
     limits, histories, cut_scans = {}, {}, {}
-    sig_valid = samples.signal_train["weight"] > 0
 
     def evaluate_selection(name, score_fn):
         t0 = time.perf_counter()
-        s_train, b_train = score_fn(samples.signal_train), score_fn(samples.background_train)
-        cut, scan = sel.optimise_cut(s_train, sig_valid, b_train, train_objective, tr.n_thresholds)
-        cut_scans[name] = scan
-        limits[name] = held_out_limits(score_fn(samples.signal_test), score_fn(samples.background_test),
-                                       score_fn(samples.pseudo_data), cut)
+        scan = choose_cut(score_fn(signal_cut), score_fn(samples.background_train))
+        cut_scans[name] = np.stack([scan.thresholds, scan.objective])
+        timings[f"cut_{name}"] = time.perf_counter() - t0
+        scan_times, limits[name] = held_out_limits(score_fn(samples.signal_test), score_fn(samples.background_test),
+                                                   score_fn(samples.pseudo_data), scan.best)
+        timings[f"limits_{name}"], timings[f"significance_{name}"] = scan_times["limits"], scan_times["significance"]
         timings[f"evaluate_{name}"] = time.perf_counter() - t0
-        console.print(f"{sel.SELECTION_LABELS[name]}: cut {cut:.4g}, mean expected σ_UL "
+        console.print(f"{sel.SELECTION_LABELS[name]}: cut {scan.best:.4g}, mean expected σ_UL "
                       f"{np.exp(np.mean(np.log(limits[name]['expected'][:, 2]))):.4g} fb "
                       f"(converged {int(limits[name]['converged'].sum())}/{masses.size})")
 
@@ -138,7 +157,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
 
     t0 = time.perf_counter()
     console.print("[bold]selection (d): end to end on the expected limit[/bold] (compiling the limit gradient)")
-    loss_d = lambda n, d: sel.limit_loss(n, d, theta_edges=edges, n_window=n_window, systematics=sy,  # noqa: E731
+    loss_d = lambda n, d: sel.limit_loss(n, d, theta_edges=edges[train_rows], n_window=n_window, systematics=sy,  # noqa: E731
                                          luminosity_uncertainty=sy.luminosity, cl=a.cl)
     net_e2e, histories["end_to_end"] = sel.fit_network(loss_d, net_bce, data, tr.limit_steps, tr.learning_rate, seed)
     timings["train_end_to_end"] = time.perf_counter() - t0

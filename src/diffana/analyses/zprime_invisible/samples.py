@@ -40,20 +40,51 @@ RESOLUTION_MASSES = np.array([0.1, 0.5, 1.0, 1.3, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 
 RESOLUTION_SIGMAS = np.array([0.234, 0.262, 0.287, 0.339, 0.311, 0.271, 0.262, 0.243, 0.196, 0.158, 0.096, 0.050, 0.046])
 """σ(M²_rec) of the signal peak (GeV²) against M_Z' (GeV), PHYSICS.md table."""
 
+PUBLISHED_RESOLUTION_M2 = np.array([0.0, 9.0, 72.25])
+PUBLISHED_RESOLUTION_SIGMAS = np.array([0.23, 0.23, 0.0484])
+"""σ(M²_rec) (GeV²) against M²_rec (GeV²) of the published scan (PRL 130, 231801),
+interpolated linearly in M²_rec, constant beyond the ends:
 
-def recoil_mass_squared_resolution(mass) -> np.ndarray:
+- 0.23 GeV² up to 9 GeV²: the paper's stated maximum, "0.23 GeV² at 9 GeV²"; the text
+  gives no lower value below 9 GeV² (its range is 0.06–0.23), so the maximum holds there.
+- 0.0484 GeV² at 72.25 GeV² (M = 8.5 GeV): **the one count-matched constant** — with
+  it the one-resolution steps from 0.01 to 8.5 GeV give exactly the published 582
+  hypotheses. It is the paper's "steps of 3 MeV" at the top of the scan within that
+  number's rounding (ΔM = σ/2M = 2.86 MeV here; taking 3.0 MeV literally, σ = 0.051 GeV²,
+  gives 571 hypotheses). It lies below the text's "minimum of 0.06 GeV² at 80 GeV²",
+  which the published 3 MeV step contradicts as well (0.06 GeV² at 8.5 GeV would be a
+  3.5 MeV step).
+
+The steps then run from 2.86 MeV (at 8.5 GeV) to 470 MeV (the first, from 0.01 GeV,
+≈ √0.23 GeV); the second step is 199 MeV, the paper's largest quoted step (202 MeV).
+"""
+
+RESOLUTION_MODELS = ("published", "table")
+"""``published``: the curve reproducing the published 582-hypothesis scan
+(:data:`PUBLISHED_RESOLUTION_SIGMAS`); ``table``: the PHYSICS.md simulation table
+(:data:`RESOLUTION_SIGMAS`, 436 hypotheses from 0.01 to 8.5 GeV)."""
+
+
+def recoil_mass_squared_resolution(mass, model: str = "published") -> np.ndarray:
     """σ(M²_rec) in GeV² at Z' mass ``mass`` (GeV): linear interpolation of the
-    PHYSICS.md table, constant beyond its ends."""
-    return np.interp(np.asarray(mass, float), RESOLUTION_MASSES, RESOLUTION_SIGMAS)
+    ``model``'s curve (:data:`RESOLUTION_MODELS`), constant beyond its ends."""
+    mass = np.asarray(mass, float)
+    if model == "published":
+        return np.interp(mass**2, PUBLISHED_RESOLUTION_M2, PUBLISHED_RESOLUTION_SIGMAS)
+    if model == "table":
+        return np.interp(mass, RESOLUTION_MASSES, RESOLUTION_SIGMAS)
+    raise ValueError(f"unknown resolution model {model!r}; known: {list(RESOLUTION_MODELS)}")
 
 
-def mass_hypotheses(mass_min: float, mass_max: float, step: float = 1.0, n_masses: int = 0) -> np.ndarray:
+def mass_hypotheses(mass_min: float, mass_max: float, step: float = 1.0, n_masses: int = 0,
+                    resolution: str = "published") -> np.ndarray:
     """Z' masses (GeV) from ``mass_min`` to ``mass_max`` spaced by ``step`` resolution
-    units in M² (m²_{k+1} = m²_k + step·σ(m_k)); ``n_masses`` > 0 picks that many,
-    evenly spread over the scan (always including both ends)."""
+    units in M² (m²_{k+1} = m²_k + step·σ(m_k), σ from the ``resolution`` model);
+    ``n_masses`` > 0 picks that many, evenly spread over the scan (always including
+    both ends)."""
     masses = [mass_min]
     while True:
-        m2 = masses[-1] ** 2 + step * float(recoil_mass_squared_resolution(masses[-1]))
+        m2 = masses[-1] ** 2 + step * float(recoil_mass_squared_resolution(masses[-1], resolution))
         if m2 > mass_max**2:
             break
         masses.append(float(np.sqrt(m2)))
@@ -136,7 +167,7 @@ def make_samples(config: Config, seed: int, progress: Callable[[str, float], Non
 
     a, s = config.analysis, config.samples
     report = progress or (lambda label, fraction: None)
-    masses = mass_hypotheses(a.mass_min, a.mass_max, a.mass_step, a.n_masses)
+    masses = mass_hypotheses(a.mass_min, a.mass_max, a.mass_step, a.n_masses, a.resolution)
     rng = np.random.default_rng([seed, 20261122])
     n_jobs = len(BACKGROUND_PROCESSES) + masses.size
     done = 0

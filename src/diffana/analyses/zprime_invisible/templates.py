@@ -5,6 +5,12 @@ centred on M_k², times the θ_rec^CM bins (deg). Every function is pure JAX, ha
 with (soft or hard) per-event weights, so templates are exact and differentiable
 w.r.t. the weights; hypotheses are handled by ``jax.vmap``. Bins are flattened
 M²-major: bin = i_M² · n_theta + i_θ.
+
+θ edges are either one (n_theta + 1,) array shared by every hypothesis or one row
+per hypothesis, (M, n_theta + 1). Per-hypothesis rows come from the M²-dependent rule
+(:func:`theta_bin_counts`, :func:`padded_theta_edges`): hypothesis k has n_k
+equal-width bins, then n_theta − n_k zero-width padding bins at ``high`` that no event
+can enter; :func:`bin_mask` marks them so the fit drops them exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +25,47 @@ import numpy as np
 def theta_edges(n_bins: int, low: float = 0.0, high: float = 180.0) -> np.ndarray:
     """Equal-width θ_rec^CM bin edges (deg)."""
     return np.linspace(low, high, n_bins + 1)
+
+
+def theta_bin_counts(centres_m2, m2_edges, counts) -> np.ndarray:
+    """(M,) number of θ bins of each hypothesis: ``counts[i]`` for M² (GeV²) in
+    [``m2_edges[i-1]``, ``m2_edges[i]``), ``counts[0]`` below the first edge."""
+    index = np.searchsorted(np.asarray(m2_edges, float), np.asarray(centres_m2, float), side="right")
+    return np.asarray(counts, int)[index]
+
+
+def padded_theta_edges(bin_counts, n_theta: int, low: float = 0.0, high: float = 180.0) -> np.ndarray:
+    """(M, n_theta + 1) θ edges (deg): row k has ``bin_counts[k]`` equal-width bins over
+    [low, high], then zero-width padding bins at ``high`` (empty: an event at θ = high
+    falls in no bin, as with unpadded edges)."""
+    counts = np.asarray(bin_counts, int)
+    if counts.min() < 1 or counts.max() > n_theta:
+        raise ValueError(f"θ bin counts must lie in 1..{n_theta}, got {counts.min()}..{counts.max()}")
+    edges = np.full((counts.size, n_theta + 1), float(high))
+    for k, n in enumerate(counts):
+        edges[k, : n + 1] = np.linspace(low, high, n + 1)
+    return edges
+
+
+def hypothesis_theta_edges(centres_m2, templates_config) -> np.ndarray:
+    """(M, theta_bins + 1) θ edges (deg) of every hypothesis from a
+    :class:`~diffana.analyses.zprime_invisible.config.TemplatesConfig`: the M² rule
+    (``theta_bins_by_m2``, ``theta_m2_edges``) or ``theta_bins`` for all."""
+    t = templates_config
+    centres_m2 = np.asarray(centres_m2, float)
+    if t.theta_bins_by_m2:
+        counts = theta_bin_counts(centres_m2, t.theta_m2_edges, t.theta_bins_by_m2)
+    else:
+        counts = np.full(centres_m2.size, t.theta_bins)
+    return padded_theta_edges(counts, t.theta_bins, t.theta_min, t.theta_max)
+
+
+def bin_mask(theta_edges, n_window: int) -> np.ndarray:
+    """1 for a real bin, 0 for a zero-width padding bin, flattened as the templates
+    (M²-major): (n_window · n_theta,) for shared edges, (M, n_window · n_theta) for
+    per-hypothesis rows."""
+    real = (np.diff(np.asarray(theta_edges, float), axis=-1) > 0).astype(float)
+    return np.tile(real, (1,) * (real.ndim - 1) + (n_window,))
 
 
 def window_edges(centre_m2: float, width: float, n_window: int) -> np.ndarray:
@@ -40,21 +87,31 @@ def window_histogram(centre_m2, width, m2, theta, weight, theta_edges, n_window:
     return jnp.zeros(n_window * n_theta, dtype=jnp.result_type(weight, float)).at[flat].add(jnp.where(inside, weight, 0.0))
 
 
+def _per_hypothesis(theta_edges, n_hypotheses: int):
+    """θ edges as (M, n_theta + 1) rows: shared (n_theta + 1,) edges repeated."""
+    theta_edges = jnp.asarray(theta_edges)
+    return jnp.broadcast_to(theta_edges, (n_hypotheses, theta_edges.shape[-1]))
+
+
 @partial(jax.jit, static_argnames=("n_window",))
 def shared_event_histograms(centres_m2, widths, m2, theta, weight, theta_edges, n_window: int):
-    """(M, bins) histograms of one event set (background, data) in every hypothesis window."""
-    return jax.vmap(lambda c, w: window_histogram(c, w, m2, theta, weight, theta_edges, n_window))(centres_m2, widths)
+    """(M, bins) histograms of one event set (background, data) in every hypothesis
+    window; ``theta_edges`` shared (n_theta + 1,) or per hypothesis (M, n_theta + 1)."""
+    edges = _per_hypothesis(theta_edges, jnp.shape(centres_m2)[0])
+    return jax.vmap(lambda c, w, e: window_histogram(c, w, m2, theta, weight, e, n_window))(centres_m2, widths, edges)
 
 
 @partial(jax.jit, static_argnames=("n_window",))
 def signal_histograms(centres_m2, widths, m2, theta, weight, theta_edges, n_window: int, shape_shift=0.0):
     """(M, bins) signal templates, row k from its own (M, n) events; ``shape_shift``
-    scales the signal peak's width: M² → M_k² + (M² − M_k²)(1 + shape_shift)."""
+    scales the signal peak's width: M² → M_k² + (M² − M_k²)(1 + shape_shift);
+    ``theta_edges`` shared or per hypothesis as :func:`shared_event_histograms`."""
 
-    def one(c, w, m2_k, theta_k, weight_k):
-        return window_histogram(c, w, c + (m2_k - c) * (1.0 + shape_shift), theta_k, weight_k, theta_edges, n_window)
+    def one(c, w, m2_k, theta_k, weight_k, edges_k):
+        return window_histogram(c, w, c + (m2_k - c) * (1.0 + shape_shift), theta_k, weight_k, edges_k, n_window)
 
-    return jax.vmap(one)(centres_m2, widths, m2, theta, weight)
+    edges = _per_hypothesis(theta_edges, jnp.shape(centres_m2)[0])
+    return jax.vmap(one)(centres_m2, widths, m2, theta, weight, edges)
 
 
 def bin_centres_m2(centres_m2, widths, n_window: int, n_theta: int):
@@ -73,7 +130,9 @@ def analysis_templates(centres_m2, widths, signal, signal_selection, background,
     weights in [0, 1] (soft or hard). ``background``: dict of (N,) columns incl.
     ``weight`` (events) and ``process`` (1 = μμ(γ)); ``background_selection``: (N,).
     ``systematics``: a :class:`~diffana.analyses.zprime_invisible.config.SystematicsConfig`;
-    ``sigma_ref``: (M,) POI unit per hypothesis (fb). Pure JAX, differentiable in the
+    ``sigma_ref``: (M,) POI unit per hypothesis (fb). ``theta_edges`` (deg): shared
+    (n_theta + 1,) or per hypothesis (M, n_theta + 1) with padding bins, which the
+    output's ``bin_mask`` (M, bins) marks 0. Pure JAX, differentiable in the
     selection weights.
     """
     from diffana.analyses.zprime_invisible.fit import by_range
@@ -93,8 +152,10 @@ def analysis_templates(centres_m2, widths, signal, signal_selection, background,
                                                    jnp.where(background["process"] == 1, b_w, 0.0),
                                                    theta_edges, n_window),
     }
-    n_theta = len(theta_edges) - 1
+    n_theta = np.shape(theta_edges)[-1] - 1
     m2_bins = bin_centres_m2(centres_m2, widths, n_window, n_theta)
+    # numpy, not a tracer: the fit groups hypotheses by their mask at trace time
+    out["bin_mask"] = np.broadcast_to(bin_mask(theta_edges, n_window), m2_bins.shape)
     edges = systematics.range_edges
     out["signal_efficiency"] = by_range(jnp.asarray(centres_m2), edges, systematics.signal_efficiency)
     out["background_shape"] = by_range(m2_bins, edges, systematics.background_shape)

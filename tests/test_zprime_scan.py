@@ -1,0 +1,228 @@
+"""The published Z'→invisible scan (582 hypotheses, 1–5 θ bins by M² with masked
+padding) and the chunked limit scans and cut choice. Small sizes throughout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import diffana  # noqa: F401  (float64)
+from diffana.analyses.zprime_invisible import config as cfg
+from diffana.analyses.zprime_invisible import cuts, fit, samples, templates
+
+
+# ------------------------------------------------------------------ the published scan
+def test_published_resolution_gives_the_published_scan():
+    masses = samples.mass_hypotheses(0.01, 8.5, resolution="published")
+    assert masses.size == 582 and masses[0] == 0.01 and 8.49 < masses[-1] <= 8.5
+    steps_mev = np.diff(masses) * 1e3
+    assert 2.5 <= steps_mev.min() < 3.5  # "steps of 3 ... MeV" at the top of the scan
+    assert steps_mev[1] == pytest.approx(202.0, rel=0.03)  # the paper's largest quoted step
+    sigma = samples.recoil_mass_squared_resolution(masses, "published")
+    assert sigma.max() == 0.23 and np.all(np.diff(sigma) <= 0)
+    np.testing.assert_allclose(np.diff(masses**2), sigma[:-1], rtol=1e-12)
+
+
+def test_table_resolution_keeps_the_old_scan():
+    assert samples.mass_hypotheses(0.01, 8.5, resolution="table").size == 436
+    with pytest.raises(ValueError, match="unknown resolution model"):
+        samples.recoil_mass_squared_resolution(1.0, "guess")
+
+
+def test_shipped_configs_use_the_published_scan_and_theta_rule():
+    config = cfg.load_config("belle2_2019_2020")
+    assert config.analysis.resolution == "published"
+    assert config.templates.theta_bins_by_m2 == (5, 4, 3, 2, 1)
+    assert config.templates.theta_bins == 5
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("[analysis]\nresolution = \"wide\"\n", "resolution must be one of"),
+        ("[analysis]\nscan_chunk_bins = 0\n", "scan_chunk_bins must be >= 1"),
+        ("[analysis]\nscan_structure = \"flat\"\n", "scan_structure must be"),
+        ("[templates]\ntheta_m2_edges = [1.0, 9.0]\n", "theta_m2_edges needs 4 value(s)"),
+        ("[templates]\ntheta_m2_edges = [1.0, 9.0, 9.0, 50.0]\n", "must increase strictly"),
+        ("[templates]\ntheta_bins_by_m2 = [5, 0, 3, 2, 1]\n", "integers 1-10"),
+        ("[templates]\ntheta_bins = 3\n", "theta_bins (3) must equal the largest"),
+        ("[training]\ncut_masses = 0\n", "cut_masses must be >= 1"),
+    ],
+)
+def test_bad_scan_configs_name_the_problem(tmp_path, text, fragment):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(cfg.ConfigError, match=None) as error:
+        cfg.load_config(path)
+    assert fragment in str(error.value)
+
+
+def test_uniform_theta_bins_without_rule(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[templates]\ntheta_bins = 3\ntheta_bins_by_m2 = []\ntheta_m2_edges = []\n")
+    config = cfg.load_config(path)
+    edges = templates.hypothesis_theta_edges(np.array([0.5, 30.0]), config.templates)
+    np.testing.assert_allclose(edges, [[0, 60, 120, 180]] * 2)
+
+
+# --------------------------------------------------------------------------- θ binning
+def test_theta_bin_counts_follow_the_m2_rule():
+    counts = templates.theta_bin_counts([0.0, 0.99, 1.0, 8.0, 9.0, 30.0, 50.0, 72.0], (1.0, 9.0, 25.0, 50.0),
+                                        (5, 4, 3, 2, 1))
+    np.testing.assert_array_equal(counts, [5, 5, 4, 4, 3, 2, 1, 1])
+
+
+def test_padded_theta_edges_and_mask():
+    edges = templates.padded_theta_edges([3, 1], 3, 0.0, 180.0)
+    np.testing.assert_allclose(edges, [[0, 60, 120, 180], [0, 180, 180, 180]])
+    mask = templates.bin_mask(edges, 2)
+    np.testing.assert_array_equal(mask, [[1, 1, 1, 1, 1, 1], [1, 0, 0, 1, 0, 0]])
+    with pytest.raises(ValueError, match="1..3"):
+        templates.padded_theta_edges([4], 3)
+
+
+def test_padding_bins_stay_empty():
+    rng = np.random.default_rng(4)
+    theta = np.concatenate([rng.uniform(0, 180, 500), [180.0]])
+    m2 = rng.uniform(1.0, 3.0, theta.size)
+    edges = templates.padded_theta_edges([2], 3)
+    h = np.asarray(templates.shared_event_histograms(np.array([2.0]), np.array([0.5]), m2, theta,
+                                                     np.ones(theta.size), edges, 4))[0].reshape(4, 3)
+    assert np.all(h[:, 2] == 0)
+    unpadded = np.asarray(templates.window_histogram(2.0, 0.5, m2, theta, np.ones(theta.size),
+                                                     templates.theta_edges(2), 4)).reshape(4, 2)
+    np.testing.assert_array_equal(h[:, :2], unpadded)
+
+
+# ---------------------------------------------------------------- masked, chunked scans
+N_WINDOW = 4
+
+
+def _toy_templates(n_hyp: int, n_theta: int, seed: int = 0) -> dict:
+    """Templates of ``n_hyp`` toy hypotheses with ``n_theta`` θ bins per M² bin."""
+    rng = np.random.default_rng(seed)
+    bins = N_WINDOW * n_theta
+    background = rng.uniform(20.0, 80.0, (n_hyp, bins))
+    signal = np.tile(np.repeat([0.5, 2.0, 2.0, 0.5], n_theta), (n_hyp, 1)) / n_theta
+    return {"signal": signal, "signal_up": 0.9 * signal, "signal_down": 1.1 * signal,
+            "background": background, "background_mumu": 0.2 * background,
+            "signal_efficiency": np.full(n_hyp, 0.03), "background_shape": np.full((n_hyp, bins), 0.05),
+            "photon_veto": np.full((n_hyp, bins), 0.34), "sigma_ref": np.full(n_hyp, 2.0)}
+
+
+def _padded(t: dict, n_theta: int, n_pad: int) -> dict:
+    """``t`` with ``n_pad`` θ bins appended to every M² bin, filled with junk
+    background-shape and photon-veto sizes (the mask must ignore them) and zero yields."""
+    out = {}
+    for key, value in t.items():
+        if np.ndim(value) == 2:
+            per_m2 = value.reshape(value.shape[0], N_WINDOW, n_theta)
+            fill = 0.3 if key in ("background_shape", "photon_veto") else 0.0
+            pad = np.full((value.shape[0], N_WINDOW, n_pad), fill)
+            out[key] = np.concatenate([per_m2, pad], axis=2).reshape(value.shape[0], -1)
+        else:
+            out[key] = value
+    mask = np.concatenate([np.ones((N_WINDOW, n_theta)), np.zeros((N_WINDOW, n_pad))], axis=1).reshape(-1)
+    out["bin_mask"] = np.tile(mask, (next(iter(t.values())).shape[0], 1))
+    return out
+
+
+@pytest.fixture(scope="module")
+def masked_and_plain():
+    """Limits of 3 toy hypotheses: 2 θ bins unpadded (one chunk of 3) and padded to
+    3 θ bins with masked bins (chunks of 2, the last padded)."""
+    plain = _toy_templates(3, 2)
+    data = np.round(plain["background"] * 1.05)
+    padded = _padded(plain, 2, 1)
+    padded_data = _padded({"d": data}, 2, 1)["d"]
+    return (fit.scan_limits(plain, data, 0.01, 0.9, chunk_bins=3 * 8),
+            fit.scan_limits(padded, padded_data, 0.01, 0.9, chunk_bins=2 * 12, structure="padded"),
+            padded, padded_data)
+
+
+def test_masked_bins_leave_the_limits_unchanged(masked_and_plain):
+    (obs, exp, conv), (obs_m, exp_m, conv_m), _, _ = masked_and_plain
+    assert conv.all() and conv_m.all()
+    np.testing.assert_allclose(obs_m, obs, rtol=1e-9)
+    np.testing.assert_allclose(exp_m, exp, rtol=1e-9)
+
+
+def test_masked_bins_add_nothing_to_the_deviance():
+    import jax.numpy as jnp
+
+    plain = {k: jnp.asarray(v[0]) for k, v in _toy_templates(1, 2).items()}
+    padded = {k: jnp.asarray(v[0]) for k, v in _padded(_toy_templates(1, 2), 2, 1).items()}
+    data = jnp.round(plain["background"] * 1.05)
+    padded_data = jnp.asarray(_padded({"d": np.asarray(data)[None]}, 2, 1)["d"][0])
+    m_plain, m_padded = fit.hypothesis_model(plain, 0.01), fit.hypothesis_model(padded, 0.01)
+    expected = np.asarray(m_padded.expected_data(m_padded.config.init, include_auxdata=False)).reshape(N_WINDOW, 3)
+    assert np.all(expected[:, 2] == 0)
+    d_plain = jnp.concatenate([data, m_plain.config.auxdata])
+    d_padded = jnp.concatenate([padded_data, m_padded.config.auxdata])
+    assert float(m_padded.deviance(m_padded.config.init, d_padded)) == pytest.approx(
+        float(m_plain.deviance(m_plain.config.init, d_plain)), rel=1e-12)
+
+
+def test_chunks_cover_every_hypothesis_once():
+    assert fit._chunks(5, 2) == [(0, 2), (2, 4), (4, 5)]
+    rows = fit._padded_rows({"a": np.arange(5)}, 4, 5, 2)["a"]
+    np.testing.assert_array_equal(rows, [4, 4])
+
+
+def test_choose_cut_runs_every_try_in_one_scan(masked_and_plain):
+    """Three tries whose templates scale the background by 1, 0.25 and 4 (same signal):
+    the lowest background gives the lowest limit."""
+    _, _, padded, _ = masked_and_plain
+    factors = {0.0: 1.0, 1.0: 0.25, 2.0: 4.0}
+
+    def templates_for_cut(threshold):
+        t = dict(padded)
+        for key in ("background", "background_mumu"):
+            t[key] = padded[key] * factors[threshold]
+        return t
+
+    scan = cuts.choose_cut([0.0, 1.0, 2.0], templates_for_cut, fit.ScanSettings(0.01, 0.9, 2 * 12, "padded"))
+    assert scan.best == 1.0
+    assert scan.expected.shape == (3, 3)
+    assert scan.objective[1] < scan.objective[0] < scan.objective[2]
+
+
+def test_cut_hypotheses_and_thresholds():
+    np.testing.assert_array_equal(cuts.cut_hypotheses(582, 4), [0, 194, 387, 581])
+    np.testing.assert_array_equal(cuts.cut_hypotheses(3, 16), [0, 1, 2])
+    score = np.linspace(0.0, 1.0, 101)
+    valid = score < 0.9  # padding rows carry invalid scores
+    thresholds = cuts.cut_thresholds(score, valid, 5)
+    assert thresholds[0] < 0.0 and np.all(score[valid] > thresholds[0])
+    assert thresholds[-1] == pytest.approx(0.8 * 0.89)
+
+
+def test_structure_groups_split_by_mask():
+    mask = np.array([[1, 1, 0, 1, 1, 0], [1, 1, 1, 1, 1, 1], [1, 1, 0, 1, 1, 0]])
+    groups = {tuple(rows): tuple(bins) for rows, bins in fit.structure_groups(mask)}
+    assert groups == {(0, 2): (0, 1, 3, 4), (1,): (0, 1, 2, 3, 4, 5)}
+    (rows, bins), = fit.structure_groups(mask, "padded")
+    np.testing.assert_array_equal(rows, [0, 1, 2]) and np.testing.assert_array_equal(bins, np.arange(6))
+
+
+def test_grouped_scan_drops_the_padding(masked_and_plain):
+    """The grouped structure fits the padded templates without their padding bins:
+    the same program and numbers as the unpadded templates."""
+    (obs, exp, _), _, padded, padded_data = masked_and_plain
+    obs_g, exp_g, conv_g = fit.scan_limits(padded, padded_data, 0.01, 0.9, chunk_bins=3 * 8)
+    assert conv_g.all()
+    np.testing.assert_array_equal(obs_g, obs)
+    np.testing.assert_array_equal(exp_g, exp)
+
+
+def test_expected_median_limits_match_the_scan(masked_and_plain):
+    """The training objective's limits (grouped by mask, differentiable) equal the
+    scan's median expected limits on background-only data."""
+    import jax.numpy as jnp
+
+    (_, exp, _), _, padded, _ = masked_and_plain
+    stacked = {k: (v if k == "bin_mask" else jnp.asarray(v)) for k, v in padded.items()}
+    median = fit.expected_median_limits(stacked, 0.01, 0.9)
+    plain = _toy_templates(3, 2)
+    _, exp_nominal, _ = fit.scan_limits(plain, plain["background"] + fit.YIELD_FLOOR, 0.01, 0.9, chunk_bins=3 * 8)
+    np.testing.assert_allclose(np.asarray(median), exp_nominal[:, 2], rtol=1e-6)
