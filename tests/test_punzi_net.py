@@ -1,0 +1,141 @@
+"""Punzi-net: the Punzi FOM, the per-mass / single cut scans of the paper's comparison,
+and the fine-tuning that must separate scores rather than push them all to one."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import diffana  # noqa: F401  (float64)
+from diffana import objectives
+from diffana.analyses.zprime_invisible import punzi
+from diffana.analyses.zprime_invisible import selections as sel
+from diffana.analyses.zprime_invisible.samples import PUNZI_FEATURES
+
+
+def test_punzi_s_min_matches_the_formula_by_hand():
+    # ε = 0.1, B = 16, L = 10 fb⁻¹: √B = 4, √(b² + 4a√B + 4B) = √(1.6384 + 48 + 64)
+    by_hand = (1.28**2 / 2 + 3 * 4 + 0.64 * math.sqrt(1.6384 + 48 + 64)) / (0.1 * 10)
+    assert punzi.punzi_s_min(0.1, 16.0, 10.0) == pytest.approx(by_hand, rel=1e-14)
+    assert punzi.punzi_s_min(0.2, 0.0, 79.7) == pytest.approx(1.28**2 / (0.2 * 79.7), rel=1e-14)
+    assert np.isposinf(punzi.punzi_s_min(0.0, 5.0, 1.0))
+    # the training loss's jnp version gives the same numbers
+    eff, B = np.array([0.05, 0.3]), np.array([2.5, 4000.0])
+    np.testing.assert_allclose(objectives.punzi_sensitivity(eff, B, 79.7), punzi.punzi_s_min(eff, B, 79.7), rtol=1e-14)
+
+
+def _window_toy():
+    """Two hypotheses (M² = 1 and 9 GeV², width 0.1): in window 0 background scores
+    0.4 and signal 0.8; in window 1 background 0.7 and signal 0.95. Background far
+    from both windows (M² = 5) scores 0.99 and must not count."""
+    signal = {"recoil_mass_squared": np.array([[1.0] * 10, [9.0] * 10]),
+              "weight": np.full((2, 10), 0.02 * 79.7)}  # ε = 0.2 per window
+    s_score = np.array([[0.8] * 10, [0.95] * 10])
+    background = {"recoil_mass_squared": np.array([1.0] * 5 + [9.0] * 5 + [5.0] * 5),
+                  "weight": np.full(15, 100.0)}
+    b_score = np.array([0.4] * 5 + [0.7] * 5 + [0.99] * 5)
+    return signal, s_score, background, b_score
+
+
+def test_scan_finds_the_known_best_cut_per_mass_and_the_single_cut():
+    signal, s_score, background, b_score = _window_toy()
+    cuts = np.array([0.0, 0.5, 0.75, 0.9])
+    scan = punzi.scan_cuts(signal, s_score, background, b_score, [1.0, 9.0], [0.1, 0.1], 2.0, cuts, 79.7)
+    np.testing.assert_allclose(scan.efficiency, [[0.2, 0.2, 0.2, 0.0], [0.2, 0.2, 0.2, 0.2]])
+    np.testing.assert_allclose(scan.background, [[500, 0, 0, 0], [500, 500, 0, 0]])
+    np.testing.assert_array_equal(scan.background_mc, [[5, 0, 0, 0], [5, 5, 0, 0]])
+    np.testing.assert_allclose(scan.s_min[0, 0], punzi.punzi_s_min(0.2, 500.0, 79.7))
+    # mass 0 is best from 0.5 (first of the tied cuts), mass 1 from 0.75
+    np.testing.assert_array_equal(punzi.best_cut_per_mass(scan), [1, 2])
+    # one cut for both: 0.75 (0.9 removes all of mass 0's signal)
+    assert punzi.best_single_cut(scan) == 2
+
+
+def test_cut_grid_resolves_scores_crowded_near_one():
+    s = 1.0 - np.geomspace(1e-2, 1e-6, 1000)  # all scores within 0.99–1
+    cuts = punzi.cut_grid(s, np.ones(s.size, bool), 100)
+    assert cuts.size == 100 and cuts[0] < s.min()
+    assert np.all(np.diff(cuts) > 0)
+
+
+def _synthetic_problem(seed=0, n_background=3000, n_signal=400):
+    """Four features in [0, 1], background broad (10 expected events each, ≈900 per
+    window: the √B regime of the real analysis). Hypotheses 0 and 1: signal blobs
+    away from the background centre (ε = 50% before the cut). Hypothesis 2, like the
+    analysis' edge masses: signal shaped like the background and ε = 5%, so its s_min
+    is ≈30× the others'."""
+    rng = np.random.default_rng(seed)
+    centres, widths = np.array([4.0, 16.0, 36.0]), np.array([0.3, 0.3, 0.3])
+    bkg = {n: rng.beta(2.0, 2.0, n_background) for n in PUNZI_FEATURES}
+    bkg["recoil_mass_squared"] = rng.uniform(0.0, 40.0, n_background)
+    bkg["weight"] = np.full(n_background, 10.0)
+    sig = {}
+    for i, n in enumerate(PUNZI_FEATURES):
+        shift = np.array([0.25, 0.2])[:, None] * (1 if i % 2 else -1)
+        blobs = np.clip(0.5 + shift + 0.15 * rng.standard_normal((2, n_signal)), 0.0, 1.0)
+        sig[n] = np.concatenate([blobs, rng.beta(2.0, 2.0, (1, n_signal))])
+    sig["recoil_mass_squared"] = centres[:, None] + widths[:, None] * rng.standard_normal((centres.size, n_signal))
+    sig["weight"] = np.full((centres.size, n_signal), 0.5 * 79.7 / n_signal)
+    sig["weight"][2] *= 0.1
+    data = {"background": {k: jnp.asarray(v) for k, v in bkg.items()},
+            "signal": {k: jnp.asarray(v) for k, v in sig.items()},
+            "centres_m2": jnp.asarray(centres), "widths": jnp.asarray(widths)}
+    return bkg, data
+
+
+def _old_punzi_loss(net, data, luminosity, window):
+    """The loss before the fix: plain sigmoid weights, arithmetic mean of s_min."""
+    s_sel = net(sel._flat(data["signal"], PUNZI_FEATURES)).reshape(data["signal"]["weight"].shape)
+    b_sel = net(data["background"])
+    eff, B = sel.punzi_window_yields(s_sel, b_sel, data, luminosity, window)
+    return objectives.punzi_sensitivity(eff, B, luminosity).mean()
+
+
+def _background_pass_fraction(net, data, temperature):
+    """Σ w_b·weight / Σ w_b: the share of the background the soft cut keeps."""
+    w = sel.punzi_weights(net, data["background"], temperature)
+    return float((w * data["background"]["weight"]).sum() / data["background"]["weight"].sum())
+
+
+@pytest.fixture(scope="module")
+def pretrained():
+    bkg, data = _synthetic_problem()
+    net = sel.make_network(bkg, (8, 4), seed=0)
+    net_bce, _ = sel.fit_network(sel.bce_loss, net, data, n_steps=100, learning_rate=0.01, seed=0)
+    return data, net_bce
+
+
+def test_punzi_fine_tuning_keeps_scores_separated(pretrained):
+    """The fixed loss keeps (and sharpens) the separation: most background ends with a
+    near-zero weight and the soft loss improves on the BCE start; the old loss, from
+    the same start, raises every weight (the collapse towards one seen in the analysis)."""
+    data, net_bce = pretrained
+    loss = lambda n, d: sel.punzi_loss(n, d, 79.7, 2.0)  # noqa: E731
+    net_new, history = sel.fit_network(loss, net_bce, data, n_steps=60, learning_rate=0.01, seed=0)
+    assert history.loss[-1] < history.loss[0]
+    kept_new = _background_pass_fraction(net_new, data, sel.PUNZI_TEMPERATURE)
+    sig_w = np.asarray(sel.punzi_weights(net_new, data["signal"]))
+    kept_bce = _background_pass_fraction(net_bce, data, 1.0)
+    assert kept_new < 1.1 * kept_bce < 0.3, (kept_new, kept_bce)
+    assert np.mean(sig_w > 0.5) > 0.5  # signal is not thrown away with it
+
+    old = lambda n, d: _old_punzi_loss(n, d, 79.7, 2.0)  # noqa: E731
+    net_old, _ = sel.fit_network(old, net_bce, data, n_steps=60, learning_rate=0.01, seed=0)
+    kept_old = _background_pass_fraction(net_old, data, 1.0)
+    signal_old = np.asarray(net_old(sel._flat(data["signal"], PUNZI_FEATURES)))
+    assert kept_old > 0.8  # the old loss keeps nearly all background ...
+    assert np.quantile(signal_old, 0.3) > 0.9  # ... with the signal squeezed towards one
+
+
+def test_punzi_loss_is_the_mean_log_of_hard_cut_s_min_for_decisive_scores(pretrained):
+    """With T → 0 the soft weights are the hard cut logit > 0, and the loss is the mean
+    over masses of log s_min of that hard cut."""
+    data, net = pretrained
+    loss = float(sel.punzi_loss(net, data, 79.7, 2.0, temperature=1e-6))
+    hard_s = (net.logit(sel._flat(data["signal"], PUNZI_FEATURES)) > 0).reshape(data["signal"]["weight"].shape)
+    hard_b = net.logit(data["background"]) > 0
+    eff, B = sel.punzi_window_yields(hard_s, hard_b, data, 79.7, 2.0)
+    assert loss == pytest.approx(float(jnp.log(objectives.punzi_sensitivity(eff, B, 79.7)).mean()), rel=1e-6)
+    assert jnp.isfinite(jax.grad(lambda n: sel.punzi_loss(n, data, 79.7, 2.0))(net).layers[0].weight).all()
