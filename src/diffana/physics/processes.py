@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from diffana.physics import _beam
+from diffana.physics import bias as _bias
 from diffana.physics import kinematics as kin
 
 ALPHA = _beam.FINE_STRUCTURE_CONSTANT
@@ -89,6 +90,28 @@ def initial_state_radiation(key, sqrt_s, max_fraction):
     return kin.from_polar_cos_sin(energy, cos_theta, *_uniform_azimuth(k_phi, (n, 2)), 0.0)
 
 
+def biased_initial_state_radiation(key, sqrt_s, max_fraction, use_biased, angle_range):
+    """:func:`initial_state_radiation` where, for the photons marked ``use_biased``
+    (n, 2), the energy fraction is drawn log-uniform in [0.02, 1] and the angle about the
+    beam log-uniform in ``angle_range`` (deg) (:mod:`diffana.physics.bias`).
+
+    Returns ``(photons (n, 2, 4) GeV, log_ratio (n, 2))``: ln g/p of each photon's
+    draw, for every photon, as the mixture weight needs.
+    """
+    n = sqrt_s.shape[0]
+    k_x, k_c, k_phi = jax.random.split(key, 3)
+    beta_half = 0.5 * radiator_exponent(sqrt_s**2, kin.ELECTRON_MASS)
+    x, log_rx = _bias.power_fraction(k_x, beta_half[:, None], use_biased)
+    # the cap acts on the drawn x: p and g map alike, so g/p of the raw x stays exact
+    x = jnp.minimum(x, max_fraction)
+    energy = 0.5 * x * sqrt_s[:, None]
+    velocity = jnp.sqrt(1.0 - (2.0 * kin.ELECTRON_MASS / sqrt_s[:, None]) ** 2)
+    cos_theta, log_rc = _bias.collinear_cos(k_c, velocity, use_biased, angle_range)
+    cos_theta = cos_theta * jnp.array([1.0, -1.0])
+    photons = kin.from_polar_cos_sin(energy, cos_theta, *_uniform_azimuth(k_phi, (n, 2)), 0.0)
+    return photons, log_rx + log_rc
+
+
 def _pair_in_recoil_frame(key, system, mass):
     """Produce a fermion pair of ``mass`` (GeV) from ``system`` (n,4) with a
     1 + cos²θ distribution about the beam axis; returns (n, 2, 4) [f⁺, f⁻]."""
@@ -104,45 +127,74 @@ def _pair_in_recoil_frame(key, system, mass):
     return kin.boost(pair, beta[:, None, :])
 
 
-def _final_state_radiation(key, leptons, s, mass):
+def _final_state_radiation(key, leptons, s, mass, use_biased=None, angle_range=(1.5, 12.0)):
     """Let each lepton (n,2,4) radiate one collinear photon; returns
-    (leptons after radiation, photons (n,2,4)).
+    (leptons after radiation, photons (n,2,4), log_ratio (n,2)).
 
     Energy fraction y of the lepton energy from β/2·y^(β/2−1) with β for the
     lepton mass; angle from 1/(1 − v cos θ) around the lepton. The lepton keeps
     p⃗ − k⃗ and is put back on shell (exact up to O(θ²) of the collinear photon).
+    Where ``use_biased`` (n,2), y is log-uniform in [0.02, 1] and the angle log-uniform in
+    ``angle_range`` (deg, :mod:`diffana.physics.bias`); log_ratio = ln g/p of each photon's draw
+    (0 without ``use_biased``).
     """
     n = leptons.shape[0]
     k_y, k_c, k_phi = jax.random.split(key, 3)
     beta_half = 0.5 * radiator_exponent(s, mass)
-    y = _power_of_uniform(jax.random.uniform(k_y, (n, 2)), 1.0 / beta_half[:, None])
-    y = jnp.minimum(y, 0.9)
     energy = leptons[..., 0]
     momentum = kin.momentum_magnitude(leptons)
     velocity = momentum / energy
-    cos_theta = _collinear_cos(jax.random.uniform(k_c, (n, 2)), velocity)
+    if use_biased is None:
+        y = _power_of_uniform(jax.random.uniform(k_y, (n, 2)), 1.0 / beta_half[:, None])
+        cos_theta = _collinear_cos(jax.random.uniform(k_c, (n, 2)), velocity)
+        log_ratio = jnp.zeros((n, 2))
+    else:
+        y, log_ry = _bias.power_fraction(k_y, beta_half[:, None], use_biased)
+        cos_theta, log_rc = _bias.collinear_cos(k_c, velocity, use_biased, angle_range)
+        log_ratio = log_ry + log_rc
+    y = jnp.minimum(y, 0.9)
     photons = _photon_along(y * energy, cos_theta, _uniform_azimuth(k_phi, (n, 2)), leptons[..., 1:])
     after = kin.on_shell(leptons[..., 1:] - photons[..., 1:], mass)
-    return after, photons
+    return after, photons, log_ratio
 
 
-def generate_mumu_cm(key, sqrt_s):
-    """e⁺e⁻ → μ⁺μ⁻(γ): up to two ISR and two FSR photons (see module docs)."""
+def generate_mumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None):
+    """e⁺e⁻ → μ⁺μ⁻(γ): up to two ISR and two FSR photons (see module docs).
+
+    ``bias``: a defensive mixture with one component per set of one or two photons
+    (those photons hard, at the angles that escape detection;
+    :mod:`diffana.physics.bias`); ``relative_weight`` = p/q.
+    """
     n = sqrt_s.shape[0]
     k_isr, k_pair, k_fsr = jax.random.split(key, 3)
     s = sqrt_s**2
     max_fraction = 0.5 * (1.0 - (2.2 * kin.MUON_MASS) ** 2 / s)
-    isr = initial_state_radiation(k_isr, sqrt_s, max_fraction[:, None])
     beams = jnp.stack([sqrt_s, jnp.zeros(n), jnp.zeros(n), jnp.zeros(n)], axis=-1)
-    system = beams - isr.sum(axis=1)
-    muons = _pair_in_recoil_frame(k_pair, system, kin.MUON_MASS)
-    muons, fsr = _final_state_radiation(k_fsr, muons, kin.invariant_mass_squared(system), kin.MUON_MASS)
+    if bias is None or bias.mumu_fraction == 0.0:
+        isr = initial_state_radiation(k_isr, sqrt_s, max_fraction[:, None])
+        system = beams - isr.sum(axis=1)
+        muons = _pair_in_recoil_frame(k_pair, system, kin.MUON_MASS)
+        muons, fsr, _ = _final_state_radiation(k_fsr, muons, kin.invariant_mass_squared(system), kin.MUON_MASS)
+        weight = jnp.ones(n)
+    else:
+        # slots 0, 1: ISR photons; 2, 3: FSR photons. Component −1 is the unbiased one.
+        table, shares = _bias.subset_components(4, bias.mumu_single_share)
+        component = _bias.choose_components(jax.random.fold_in(key, 7), n, shares, bias.mumu_fraction)
+        slots = (component >= 0)[:, None] & table[jnp.maximum(component, 0)]
+        isr, log_r_isr = biased_initial_state_radiation(k_isr, sqrt_s, max_fraction[:, None], slots[:, :2],
+                                                        bias.isr_angle_range)
+        system = beams - isr.sum(axis=1)
+        muons = _pair_in_recoil_frame(k_pair, system, kin.MUON_MASS)
+        muons, fsr, log_r_fsr = _final_state_radiation(k_fsr, muons, kin.invariant_mass_squared(system),
+                                                       kin.MUON_MASS, slots[:, 2:], bias.fsr_angle_range)
+        slot_log_ratios = jnp.concatenate([log_r_isr, log_r_fsr], axis=1)
+        weight = _bias.mixture_weight(_bias.component_log_ratios(table, slot_log_ratios), bias.mumu_fraction, shares)
     return {
         "charged": muons,
         "is_pion": jnp.zeros((n, 2), dtype=bool),
         "photons": jnp.concatenate([isr, fsr], axis=1),
         "extra_charged": jnp.zeros((n, 0, 4)),
-        "relative_weight": jnp.ones(n),
+        "relative_weight": weight,
     }
 
 
@@ -188,23 +240,31 @@ def tau_pion_fraction():
     return _beam.BRANCHING_TAU_TO_PI_NU / (_beam.BRANCHING_TAU_TO_MU_NU_NU + _beam.BRANCHING_TAU_TO_PI_NU)
 
 
-def generate_tautau_cm(key, sqrt_s):
-    """e⁺e⁻ → τ⁺τ⁻(γ) with both τ → μνν̄ or πν (ISR photons, 1 + cos²θ pair)."""
+def generate_tautau_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None):
+    """e⁺e⁻ → τ⁺τ⁻(γ) with both τ → μνν̄ or πν (ISR photons, 1 + cos²θ pair).
+    ``bias``: generate τ→πν with ``bias.tau_pion_probability`` per τ, weight p/q
+    (:mod:`diffana.physics.bias`)."""
     n = sqrt_s.shape[0]
     k_isr, k_pair, k_mode, k_decay = jax.random.split(key, 4)
     s = sqrt_s**2
     max_fraction = 0.5 * (1.0 - (2.05 * kin.TAU_MASS) ** 2 / s)
     isr = initial_state_radiation(k_isr, sqrt_s, max_fraction[:, None])
+    log_weight = jnp.zeros(n)
     beams = jnp.stack([sqrt_s, jnp.zeros(n), jnp.zeros(n), jnp.zeros(n)], axis=-1)
     taus = _pair_in_recoil_frame(k_pair, beams - isr.sum(axis=1), kin.TAU_MASS)
-    is_pion = jax.random.uniform(k_mode, (n, 2)) < tau_pion_fraction()
+    if bias is None:
+        is_pion = jax.random.uniform(k_mode, (n, 2)) < tau_pion_fraction()
+    else:
+        is_pion, log_w_mode = _bias.choose_with_probability(k_mode, (n, 2), tau_pion_fraction(),
+                                                            bias.tau_pion_probability)
+        log_weight = log_weight + jnp.sum(log_w_mode, axis=-1)
     charged = tau_decay_charged(k_decay, taus, is_pion)
     return {
         "charged": charged,
         "is_pion": is_pion,
         "photons": isr,
         "extra_charged": jnp.zeros((n, 0, 4)),
-        "relative_weight": jnp.ones(n),
+        "relative_weight": jnp.exp(log_weight),
     }
 
 
@@ -218,7 +278,8 @@ def breit_wheeler_cross_section(w, mass):
     return 2.0 * jnp.pi * ALPHA**2 / w**2 * ((3.0 - beta**4) * log - 2.0 * beta * (2.0 - beta**2))
 
 
-def generate_eemumu_cm(key, sqrt_s, min_dimuon_mass=EEMUMU_MIN_DIMUON_MASS):
+def generate_eemumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None,
+                       min_dimuon_mass=EEMUMU_MIN_DIMUON_MASS):
     """e⁺e⁻ → e⁺e⁻μ⁺μ⁻ via γγ → μ⁺μ⁻ in the equivalent-photon approximation.
 
     Each beam emits a photon with energy fraction z (log-uniform proposal,
@@ -228,6 +289,9 @@ def generate_eemumu_cm(key, sqrt_s, min_dimuon_mass=EEMUMU_MIN_DIMUON_MASS):
     follow the Breit–Wheeler angular distribution in the γγ frame (about its
     z axis). Events are weighted (``relative_weight``, mean ≈ 1 after
     normalisation by the caller); W = M_μμ < ``min_dimuon_mass`` gets weight 0.
+    ``bias``: a defensive mixture whose biased component draws both z and Q² from
+    harder, more virtual log-uniform ranges (scattered e± with transverse
+    momentum, :mod:`diffana.physics.bias`); the weight gains the factor p/q.
     """
     n = sqrt_s.shape[0]
     keys = jax.random.split(key, 6)
@@ -235,14 +299,31 @@ def generate_eemumu_cm(key, sqrt_s, min_dimuon_mass=EEMUMU_MIN_DIMUON_MASS):
     beam_energy = 0.5 * sqrt_s[:, None]
     z_min = min_dimuon_mass**2 / s[:, None]
     z_max = 1.0 - 1e-6
-    z = z_min * jnp.exp(jnp.log(z_max / z_min) * jax.random.uniform(keys[0], (n, 2)))
+    biased = bias is not None and bias.eemumu_fraction > 0.0
+    if biased:
+        # slots z₁, z₂, Q²₁, Q²₂; components: both z hard and the e⁻ tagged (Q²₁ large),
+        # the e⁺ tagged, or both tagged (single-tag events dominate the preselection)
+        table = jnp.array([[1, 1, 1, 0], [1, 1, 0, 1], [1, 1, 1, 1]], dtype=bool)
+        shares = jnp.array([0.4, 0.4, 0.2])
+        component = _bias.choose_components(jax.random.fold_in(key, 7), n, shares, bias.eemumu_fraction)
+        slots = (component >= 0)[:, None] & table[jnp.maximum(component, 0)]
+        z, log_rz = _bias.inverse_square(keys[0], z_min, z_max, slots[:, :2], bias.eemumu_z_min)
+    else:
+        z = z_min * jnp.exp(jnp.log(z_max / z_min) * jax.random.uniform(keys[0], (n, 2)))
     q2_min = kin.ELECTRON_MASS**2 * z**2 / (1.0 - z)
     # virtual photons with Q² above the γγ mass² no longer produce the pair
     # efficiently: cut the 1/Q² spectrum at W² ≈ z₁z₂s
     q2_max = jnp.maximum(jnp.prod(z, axis=-1, keepdims=True) * s[:, None], 10.0 * q2_min)
     log_q2 = jnp.log(q2_max / q2_min)
-    q2 = q2_min * jnp.exp(log_q2 * jax.random.uniform(keys[1], (n, 2)))
+    if biased:
+        q2, log_rq = _bias.log_uniform(keys[1], q2_min, q2_max, slots[:, 2:], bias.eemumu_q2_min)
+    else:
+        q2 = q2_min * jnp.exp(log_q2 * jax.random.uniform(keys[1], (n, 2)))
     weight = jnp.prod(0.5 * (1.0 + (1.0 - z) ** 2) * log_q2 * jnp.log(z_max / z_min), axis=-1)
+    if biased:
+        slot_log_ratios = jnp.concatenate([log_rz, log_rq], axis=1)
+        weight = weight * _bias.mixture_weight(_bias.component_log_ratios(table, slot_log_ratios),
+                                               bias.eemumu_fraction, shares)
 
     # scattered e∓: energy E(1 − z), transverse momentum from Q² ≈ (q_T² + m²z²)/(1 − z)
     energy_out = beam_energy * (1.0 - z)
