@@ -21,7 +21,6 @@ import numpy as np
 
 import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible import punzi
-from diffana.analyses.zprime_invisible import selections as sel
 from diffana.analyses.zprime_invisible.config import load_config
 from diffana.analyses.zprime_invisible.samples import make_samples
 
@@ -47,7 +46,7 @@ def print_table(c: punzi.PunziComparison) -> None:
               f"{c.punzi_one_cut_mc[k]:4d} {c.ratio[k]:7.3f} {c.punzi_best[k]:16.4g} {c.bce_one_cut[k]:10.4g}")
     inside = (c.masses >= 1.0) & (c.masses <= 6.0)
     print(f"s_min in fb (held-out half); MC = background MC events left in the window. Punzi-net cut "
-          f"{c.punzi_cut:.6g}, BCE one cut {c.bce_cut:.6g}")
+          f"logit > {c.punzi_cut:.6g}, BCE one cut logit > {c.bce_cut:.6g}")
     print(f"1–6 GeV ({int(inside.sum())} masses): worst ratio {c.worst_ratio():.3f}, geometric mean "
           f"{np.exp(np.mean(np.log(c.ratio[inside]))):.3f} (target ≤ 1.1); BCE one cut / BCE best: geometric mean "
           f"{np.exp(np.mean(np.log((c.bce_one_cut / c.bce_best)[inside]))):.3f}")
@@ -76,6 +75,10 @@ def plot(c: punzi.PunziComparison, path: Path, title: str) -> None:
     axr.axhline(1.1, color="g", lw=1, ls="--", label="target 1.1")
     axr.axvspan(1.0, 6.0, color="grey", alpha=0.1, label="1–6 GeV")
     axr.plot(c.masses, c.ratio, "s-", color="C1")
+    gone = ~np.isfinite(c.punzi_one_cut)
+    if gone.any():  # the one cut removes all of these masses' signal: s_min = ∞, drawn at the top
+        axr.plot(c.masses[gone], np.full(gone.sum(), axr.get_ylim()[1]), "v", color="C1", clip_on=False,
+                 label="s_min = ∞ (no signal kept)")
     axr.set_yscale("log")
     axr.set_ylabel("(c) one cut / (b) best")
     axr.set_xlabel("M_Z' (GeV)")
@@ -101,8 +104,8 @@ def main(argv=None) -> punzi.PunziComparison:
     nets = punzi.train_networks(samples, config.training, args.seed)
     t2 = time.perf_counter()
     comparison = punzi.punzi_comparison(
-        samples, lambda ev: sel.network_scores(nets.bce, ev),
-        lambda ev: np.asarray(sel.punzi_weights(nets.punzi, ev)), config.training.punzi_window)
+        samples, lambda ev: punzi.logit_scores(nets.bce, ev), lambda ev: punzi.logit_scores(nets.punzi, ev),
+        config.training.punzi_window)
     print(f"samples {t1 - t0:.0f} s, training {t2 - t1:.0f} s, comparison {time.perf_counter() - t2:.0f} s; "
           f"window ±{config.training.punzi_window} resolutions, a = {punzi.PUNZI_A}, b = {punzi.PUNZI_B}, "
           f"L = {samples.luminosity} fb⁻¹")
