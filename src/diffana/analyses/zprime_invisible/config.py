@@ -59,10 +59,18 @@ class AnalysisConfig:
 
 @dataclass(frozen=True)
 class SamplesConfig:
-    """Where events come from: the built-in generator or ROOT files (backgrounds)."""
+    """Where events come from: the built-in generator or ROOT files (backgrounds).
+
+    ``background_events``: generated events per background process, unless
+    ``process_events`` ({process: events}) overrides it for a process. ``bias``:
+    importance-sampled generation into the preselected phase space with exact
+    weights (:mod:`diffana.physics.bias`); ignored for ROOT input.
+    """
 
     source: str = "generator"
     background_events: int = 1_000_000
+    process_events: dict = field(default_factory=dict)
+    bias: bool = True
     signal_events_per_mass: int = 8000
     train_fraction: float = 0.5
     files: dict = field(default_factory=dict)
@@ -170,6 +178,10 @@ def _convert(section: str, name: str, value: Any, default: Any, where: str):
         if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{key} must be a list of numbers, got {value!r}")
         return tuple(value)
+    if name == "process_events":
+        if not isinstance(value, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
+            raise ConfigError(f"{key} must be a table of integers (events per process), got {value!r}")
+        return dict(value)
     if isinstance(default, dict):
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(f"{key} must be a table of strings, got {value!r}")
@@ -275,6 +287,11 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     _require(0 <= a.min_muon_delta_phi < 180, f"{w}: [analysis] min_muon_delta_phi must be in [0, 180) deg")
     _require(s.source in ("generator", "root"), f"{w}: [samples] source must be 'generator' or 'root', got {s.source!r}")
     _require(s.background_events >= 100, f"{w}: [samples] background_events must be >= 100")
+    unknown_processes = sorted(set(s.process_events) - set(BACKGROUND_PROCESSES))
+    _require(not unknown_processes, f"{w}: [samples] process_events: unknown process(es) {unknown_processes}; "
+             f"known: {list(BACKGROUND_PROCESSES)}")
+    for process, events in s.process_events.items():
+        _require(events >= 100, f"{w}: [samples] process_events.{process} must be >= 100, got {events}")
     _require(s.signal_events_per_mass >= 100, f"{w}: [samples] signal_events_per_mass must be >= 100")
     _require(0 < s.train_fraction < 1, f"{w}: [samples] train_fraction must lie in (0, 1)")
     _require(t.window_bins >= 4, f"{w}: [templates] window_bins must be >= 4")

@@ -70,6 +70,10 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     timings["samples"] = time.perf_counter() - start
     masses = samples.masses
     centres, widths = masses**2, recoil_mass_squared_resolution(masses, a.resolution)
+    from diffana.analyses.zprime_invisible.mc_statistics import mc_statistics, write_mc_statistics
+
+    write_mc_statistics(mc_statistics(samples, masses, widths, t_cfg.window_bins, a.luminosity,
+                                      config.samples.train_fraction), output, console)
     edges = hypothesis_theta_edges(centres, t_cfg)  # (M, theta_bins + 1), padded rows
     n_theta_used = (np.diff(edges, axis=1) > 0).sum(axis=1)
     n_window = t_cfg.window_bins

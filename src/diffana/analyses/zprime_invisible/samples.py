@@ -9,6 +9,7 @@ the POI σ (fb) gives expected events.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -160,6 +161,42 @@ def draw_pseudo_data(background: dict, rng: np.random.Generator) -> dict:
     return data
 
 
+GENERATION_BATCH = 2**20
+"""Events generated per call when a process is generated in batches: only each
+batch's preselected events are kept, so memory stays flat for 10⁷ events."""
+
+
+def background_event_count(config: Config, process: str) -> int:
+    """Generated events for background ``process``: ``[samples] process_events``
+    if it names the process, else ``background_events``."""
+    s = config.samples
+    return int(s.process_events.get(process, s.background_events))
+
+
+def generate_preselected(process: str, luminosity: float, n_events: int, seed: int, bias: bool,
+                         min_muon_delta_phi: float) -> dict:
+    """Generate ``n_events`` of background ``process`` (weighted to ``luminosity``,
+    fb⁻¹) in batches of :data:`GENERATION_BATCH` and keep the preselected events.
+
+    Each batch is normalised by the generator to σ·L; its kept weights are scaled
+    by its share of the events, so the sum over all generated events is σ·L (the
+    event-weighted average of independent estimates). ``bias``: importance-sampled generation
+    (:mod:`diffana.physics.bias`).
+    """
+    from diffana.physics.generator import generate
+
+    n_batches = -(-n_events // GENERATION_BATCH)
+    kept = []
+    for batch in range(n_batches):
+        size = min(GENERATION_BATCH, n_events - batch * GENERATION_BATCH)
+        sample = generate(process, luminosity, n_events=size, seed=seed + 1000 * batch,
+                          chunk_size=min(size, 2**16), bias=bias)
+        # each batch sums to σ·L: weigh it by its share of the events
+        sample["weight"] = sample["weight"] * (size / n_events)
+        kept.append(_keep(sample, np.asarray(_features.preselection(sample, min_muon_delta_phi))))
+    return {k: np.concatenate([b[k] for b in kept]) for k in kept[0]}
+
+
 def make_samples(config: Config, seed: int, progress: Callable[[str, float], None] | None = None) -> AnalysisSamples:
     """Generate (or read) and preselect every sample for ``config``; ``seed`` fixes
     generation, the split and the pseudo-data. ``progress(label, fraction_done)``."""
@@ -171,7 +208,7 @@ def make_samples(config: Config, seed: int, progress: Callable[[str, float], Non
     rng = np.random.default_rng([seed, 20261122])
     n_jobs = len(BACKGROUND_PROCESSES) + masses.size
     done = 0
-    backgrounds, generated = {}, {}
+    backgrounds, generated, generation_seconds = {}, {}, {}
     for process_index, process in enumerate(BACKGROUND_PROCESSES):
         report(f"background {process}", done / n_jobs)
         if s.source == "root":
@@ -179,11 +216,15 @@ def make_samples(config: Config, seed: int, progress: Callable[[str, float], Non
 
             path = root_file_paths(config, Path(config.source).parent)[process]
             sample = read_sample(path, s.tree, branch_map=s.branch_map or None)
+            generated[process] = int(sample["weight"].size)
+            backgrounds[process] = _keep(sample, np.asarray(_features.preselection(sample, a.min_muon_delta_phi)))
         else:
-            sample = generate(process, a.luminosity, n_events=s.background_events, seed=seed * 100 + process_index,
-                              chunk_size=min(s.background_events, 2**16))
-        generated[process] = int(sample["weight"].size)
-        backgrounds[process] = _keep(sample, np.asarray(_features.preselection(sample, a.min_muon_delta_phi)))
+            t0 = time.perf_counter()
+            n_events = background_event_count(config, process)
+            backgrounds[process] = generate_preselected(process, a.luminosity, n_events, seed * 100 + process_index,
+                                                        s.bias, a.min_muon_delta_phi)
+            generated[process] = n_events
+            generation_seconds[process] = time.perf_counter() - t0
         done += 1
     background = _concatenate(backgrounds)
     background_train, background_test = _split(background, s.train_fraction, rng)
@@ -199,6 +240,8 @@ def make_samples(config: Config, seed: int, progress: Callable[[str, float], Non
         signal_test.append(test)
         done += 1
     generated["signal_per_mass"] = s.signal_events_per_mass
+    generated["seconds"] = generation_seconds  # wall time per background process (generation + preselection)
+    generated["biased"] = bool(s.bias and s.source == "generator")
     report("pseudo-data", 1.0)
     pseudo = draw_pseudo_data(background_test, rng)
     return AnalysisSamples(
