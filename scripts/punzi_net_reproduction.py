@@ -101,11 +101,12 @@ def main(argv=None) -> punzi.PunziComparison:
     t0 = time.perf_counter()
     samples = load_samples(config, args.seed, args.samples_cache)
     t1 = time.perf_counter()
-    nets = punzi.train_networks(samples, config.training, args.seed)
+    resolution = config.analysis.resolution
+    nets = punzi.train_networks(samples, config.training, args.seed, resolution)
     t2 = time.perf_counter()
     comparison = punzi.punzi_comparison(
         samples, lambda ev: punzi.logit_scores(nets.bce, ev), lambda ev: punzi.logit_scores(nets.punzi, ev),
-        config.training.punzi_window)
+        config.training.punzi_window, resolution=resolution)
     print(f"samples {t1 - t0:.0f} s, training {t2 - t1:.0f} s, comparison {time.perf_counter() - t2:.0f} s; "
           f"window ±{config.training.punzi_window} resolutions, a = {punzi.PUNZI_A}, b = {punzi.PUNZI_B}, "
           f"L = {samples.luminosity} fb⁻¹")

@@ -139,3 +139,23 @@ def test_punzi_loss_is_the_mean_log_of_hard_cut_s_min_for_decisive_scores(pretra
     eff, B = sel.punzi_window_yields(hard_s, hard_b, data, 79.7, 2.0)
     assert loss == pytest.approx(float(jnp.log(objectives.punzi_sensitivity(eff, B, 79.7)).mean()), rel=1e-6)
     assert jnp.isfinite(jax.grad(lambda n: sel.punzi_loss(n, data, 79.7, 2.0))(net).layers[0].weight).all()
+
+
+def test_punzi_comparison_on_toy_samples_reaches_the_per_mass_optimum_with_one_cut():
+    """Both halves are the toy of the scan test and both networks score it alike: one
+    cut (just below 0.8, the lowest signal score) is the best for both masses, so
+    (ii)/(i) = 1 with no background MC left."""
+    from diffana.analyses.zprime_invisible.samples import AnalysisSamples
+
+    signal, s_score, background, b_score = _window_toy()
+    signal = dict(signal, score=s_score)
+    background = dict(background, score=b_score)
+    samples = AnalysisSamples(masses=np.array([1.0, 3.0]), background_train=background, background_test=background,
+                              signal_train=signal, signal_test=signal, pseudo_data={}, luminosity=79.7, generated={})
+    punzi_score = lambda ev: np.asarray(ev["score"])  # noqa: E731
+    c = punzi.punzi_comparison(samples, punzi_score, punzi_score, window=2.0, n_cuts=50)
+    np.testing.assert_allclose(c.ratio, [1.0, 1.0])
+    np.testing.assert_allclose(c.bce_best, punzi.punzi_s_min(0.2, 0.0, 79.7))
+    np.testing.assert_array_equal(c.bce_best_mc, [0, 0])
+    assert 0.7 <= c.punzi_cut < 0.8
+    assert c.worst_ratio(0.5, 5.0) == pytest.approx(1.0)

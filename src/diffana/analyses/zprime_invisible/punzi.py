@@ -161,11 +161,12 @@ def logit_scores(net, events: dict) -> np.ndarray:
     return np.asarray(net.logit(_flat(events, PUNZI_FEATURES)), dtype=np.float64).reshape(shape)
 
 
-def _scans(samples: AnalysisSamples, score: Callable, window: float, n_cuts: int) -> tuple[CutScan, CutScan]:
+def _scans(samples: AnalysisSamples, score: Callable, window: float, n_cuts: int,
+           resolution: str = "published") -> tuple[CutScan, CutScan]:
     """(training scan, held-out scan) of one network, on one cut grid made from its
-    training signal scores."""
+    training signal scores; windows from the ``resolution`` model's σ(M²_rec)."""
     centres = samples.masses**2
-    widths = recoil_mass_squared_resolution(samples.masses)
+    widths = recoil_mass_squared_resolution(samples.masses, resolution)
     s_train = score(samples.signal_train)
     cuts = cut_grid(s_train, samples.signal_train["weight"] > 0, n_cuts)
     common = dict(centres_m2=centres, widths_m2=widths, window=window, cuts=cuts, luminosity=samples.luminosity)
@@ -176,15 +177,16 @@ def _scans(samples: AnalysisSamples, score: Callable, window: float, n_cuts: int
 
 
 def punzi_comparison(samples: AnalysisSamples, score_bce: Callable, score_punzi: Callable, window: float,
-                     n_cuts: int = 400) -> PunziComparison:
+                     n_cuts: int = 400, resolution: str = "published") -> PunziComparison:
     """The comparison of the module docstring on ``samples`` (train half to choose
     Punzi-net's one cut, held-out half for every number reported).
 
     ``score_bce`` / ``score_punzi``: events dict → scores of the same shape (e.g.
     ``lambda ev: selections.network_scores(net, ev)``); ``window``: half-width of the
-    M² windows in resolutions; ``n_cuts``: size of each network's cut grid."""
-    bce_train, bce_test = _scans(samples, score_bce, window, n_cuts)
-    pz_train, pz_test = _scans(samples, score_punzi, window, n_cuts)
+    M² windows in resolutions; ``n_cuts``: size of each network's cut grid;
+    ``resolution``: the σ(M²_rec) model (config ``analysis.resolution``), as in training."""
+    bce_train, bce_test = _scans(samples, score_bce, window, n_cuts, resolution)
+    pz_train, pz_test = _scans(samples, score_punzi, window, n_cuts, resolution)
     rows = np.arange(samples.masses.size)
     bce_idx, pz_idx = best_cut_per_mass(bce_test), best_cut_per_mass(pz_test)
     pz_one, bce_one = best_single_cut(pz_train), best_single_cut(bce_train)
@@ -208,14 +210,15 @@ class TrainedNetworks(NamedTuple):
     history_punzi: object
 
 
-def train_networks(samples: AnalysisSamples, training, seed: int) -> TrainedNetworks:
+def train_networks(samples: AnalysisSamples, training, seed: int, resolution: str = "published") -> TrainedNetworks:
     """Train (b) and (c) exactly as ``pipeline.run_analysis`` does: ``training`` is
     the config's ``[training]`` section; the training masses are ``training.n_masses``
-    hypotheses evenly picked from the scan."""
+    hypotheses evenly picked from the scan; ``resolution``: the σ(M²_rec) model of the
+    Punzi windows (config ``analysis.resolution``)."""
     from diffana.analyses.zprime_invisible import selections as sel
 
     masses = samples.masses
-    centres, widths = masses**2, recoil_mass_squared_resolution(masses)
+    centres, widths = masses**2, recoil_mass_squared_resolution(masses, resolution)
     rows = np.unique(np.round(np.linspace(0, masses.size - 1, min(training.n_masses, masses.size))).astype(int))
     signal = {k: np.asarray(v)[rows] for k, v in samples.signal_train.items()}
     data = sel.training_data(samples.background_train, signal, centres[rows], widths[rows], training.max_events, seed)
