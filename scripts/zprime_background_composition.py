@@ -58,6 +58,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--background-events", type=int, default=None, help="events per process (all three)")
     parser.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = parser.parse_args(argv)
+    from diffana.cache import enable_compilation_cache
+
+    enable_compilation_cache()  # as the diffana command: generator programs compiled once per machine
     samples_overrides = {}
     if args.no_bias:
         samples_overrides["bias"] = False

@@ -189,7 +189,8 @@ def generate_preselected(process: str, luminosity: float, n_events: int, seed: i
     kept = []
     for batch in range(n_batches):
         size = min(GENERATION_BATCH, n_events - batch * GENERATION_BATCH)
-        sample = generate(process, luminosity, n_events=size, seed=seed + 1000 * batch,
+        # batch seeds seed·1000 + b: distinct for every (seed, batch) up to 1000 batches
+        sample = generate(process, luminosity, n_events=size, seed=seed * 1000 + batch,
                           chunk_size=min(size, 2**16), bias=bias)
         # each batch sums to σ·L: weigh it by its share of the events
         sample["weight"] = sample["weight"] * (size / n_events)
