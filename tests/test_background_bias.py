@@ -1,7 +1,7 @@
 """Biased (importance-sampled) background generation: exact weights.
 
 The sampling densities of :mod:`diffana.physics.bias` are checked on their own
-(E_q[p/q · f] = E_p[f] by quadrature-free MC identities), then biased and
+(E_q[p/q · f] = E_p[f], checked on quantiles of each biased variable), then biased and
 unbiased generator samples are compared after the Z'→invisible preselection
 with a χ² on the total yield and on the M²_rec, recoil θ and recoil p_T
 histograms — which must fail when the weight p/q is dropped.
@@ -27,7 +27,7 @@ from diffana.physics.generator import generate
 N_TOY = 400_000
 
 
-def _weights(log_ratio, use_biased, fraction=0.5):
+def _weights(log_ratio, fraction=0.5):
     """p/q of a two-component defensive mixture from ln g/p (toy: one slot)."""
     return B.mixture_weight(log_ratio[:, None], fraction, jnp.ones(1))
 

@@ -29,6 +29,7 @@ from diffana.physics.theory import zprime_cross_section_mc
 from diffana.physics.theory import zprime_cross_section_table
 
 # generator
+from diffana.physics.bias import BackgroundBias
 from diffana.physics.detector import DetectorModel
 from diffana.physics.detector import simulate_detector
 from diffana.physics.features import FEATURE_UNITS

@@ -194,5 +194,8 @@ def write_mc_statistics(statistics: dict, output, console=None) -> Path:
     (with ``console.print`` if given, else ``print``). Returns the file path."""
     path = Path(output) / "mc_statistics.json"
     path.write_text(json.dumps(statistics, indent=1, default=float))
-    (console.print if console is not None else print)(format_table(statistics))
+    if console is not None:
+        console.print(format_table(statistics), soft_wrap=True, markup=False)  # a table: never re-wrapped
+    else:
+        print(format_table(statistics))
     return path
