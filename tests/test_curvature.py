@@ -1,7 +1,9 @@
-"""The structural gradient and Hessian of the deviance equal JAX's AD of it.
+"""Both exact gradient-and-Hessian methods of the deviance equal JAX's AD of it.
 
-``Model.deviance_gradient_and_hessian`` assembles both from univariate modifier
-derivatives (diffana.model.curvature); here they are compared with ``jax.grad`` and
+``diffana.model.curvature`` assembles both from univariate modifier derivatives,
+``Model.coloured_gradient_and_hessian`` from coloured Hessian-vector products;
+``Model.deviance_gradient_and_hessian`` picks one per structure. Here both are
+compared with ``jax.grad`` and
 ``jax.hessian`` of ``Model.deviance`` on every modifier type and interpolation code,
 at points inside and outside |α| < 1, with the POI at 0 and γ away from 1.
 """
@@ -18,7 +20,7 @@ import pytest
 
 import diffana  # noqa: F401  (float64)
 from conftest import atlas_erjr_dir
-from diffana.model import Model, load_workspace
+from diffana.model import Model, curvature, load_workspace
 
 VALIDATION = json.loads((Path(__file__).parent / "data" / "pyhf_validation_cases.json").read_text())
 RTOL = 1e-11
@@ -38,18 +40,37 @@ def _random_point(model, rng, poi_at_zero=False):
 
 # Jitted once here (compiled once per model structure): op-by-op jax.hessian of a
 # 40-parameter model takes minutes.
-_STRUCTURAL = jax.jit(lambda m, p, d: m.deviance_gradient_and_hessian(p, d))
+_STRUCTURAL = jax.jit(lambda m, p, d: curvature.deviance_gradient_and_hessian(m, p, d))
+_COLOURED = jax.jit(lambda m, p, d: m.coloured_gradient_and_hessian(p, d))
 _AUTODIFF = jax.jit(lambda m, p, d: (jax.grad(m.deviance)(p, d), jax.hessian(m.deviance)(p, d)))
 
 
 def _assert_matches_autodiff(model, data, pars):
-    gradient, hessian = _STRUCTURAL(model, pars, data)
+    """Both exact methods (structural, coloured HVPs) equal dense AD."""
     reference_gradient, reference_hessian = _AUTODIFF(model, pars, data)
     scale_g = max(float(np.max(np.abs(reference_gradient))), 1e-300)
     scale_h = max(float(np.max(np.abs(reference_hessian))), 1e-300)
-    np.testing.assert_allclose(gradient, reference_gradient, rtol=RTOL, atol=RTOL * scale_g)
-    np.testing.assert_allclose(hessian, reference_hessian, rtol=RTOL, atol=RTOL * scale_h)
-    np.testing.assert_array_equal(hessian, np.asarray(hessian).T)
+    for method in (_STRUCTURAL, _COLOURED):
+        gradient, hessian = method(model, pars, data)
+        np.testing.assert_allclose(gradient, reference_gradient, rtol=RTOL, atol=RTOL * scale_g)
+        np.testing.assert_allclose(hessian, reference_hessian, rtol=RTOL, atol=RTOL * scale_h)
+    structural_hessian = np.asarray(_STRUCTURAL(model, pars, data)[1])
+    np.testing.assert_array_equal(structural_hessian, structural_hessian.T)  # exactly symmetric
+
+
+def test_method_choice_follows_the_structure():
+    """Published likelihoods (many global parameters) take the structural Hessian,
+    per-bin-γ template models the coloured products."""
+    import jax.numpy as jnp
+
+    from diffana.analyses.zprime_invisible.fit import TEMPLATE_KEYS, hypothesis_model
+
+    t = {k: jnp.ones(40) for k in TEMPLATE_KEYS}
+    t.update(signal_efficiency=0.027, background_shape=jnp.full(40, 0.086), photon_veto=jnp.full(40, 0.05),
+             sigma_ref=1.0)
+    assert not curvature.structural_hessian_is_cheaper(hypothesis_model(t, 0.01).structure)
+    if (Path(atlas_erjr_dir()) / "bkg_only.json").exists():
+        assert curvature.structural_hessian_is_cheaper(_atlas_model()[0].structure)
 
 
 @pytest.mark.parametrize("index", range(6))
@@ -117,16 +138,22 @@ def test_zprime_window_model_with_the_poi_at_zero():
     _assert_matches_autodiff(model, data, _random_point(model, rng, poi_at_zero=True))
 
 
-def test_published_atlas_likelihood():
-    path = Path(atlas_erjr_dir()) / "bkg_only.json"
-    if not path.exists():
-        pytest.skip(f"needs the ATLAS eRJR likelihood in {path.parent}")
+def _atlas_model():
+    """The ATLAS eRJR likelihood with its 200/100 signal patch: (model, data)."""
     import jsonpatch
 
-    document = jsonpatch.apply_patch(json.loads(path.read_text()),
-                                     json.loads((path.parent / "patch_C1N2_WZ_200p0_100p0.json").read_text()))
+    folder = Path(atlas_erjr_dir())
+    document = jsonpatch.apply_patch(json.loads((folder / "bkg_only.json").read_text()),
+                                     json.loads((folder / "patch_C1N2_WZ_200p0_100p0.json").read_text()))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*mu_BG.*")  # the measurement names an unused parameter
         workspace = load_workspace(document)
         model = workspace.model()
-    _assert_matches_autodiff(model, workspace.data(model), _random_point(model, np.random.default_rng(5)))
+    return model, workspace.data(model)
+
+
+def test_published_atlas_likelihood():
+    if not (Path(atlas_erjr_dir()) / "bkg_only.json").exists():
+        pytest.skip(f"needs the ATLAS eRJR likelihood in {atlas_erjr_dir()}")
+    model, data = _atlas_model()
+    _assert_matches_autodiff(model, data, _random_point(model, np.random.default_rng(5)))

@@ -25,6 +25,7 @@ import numpy as np
 from diffana.model.interpolation import HISTOSYS_CODES, NORMSYS_CODES
 from diffana.model.model import (
     MODIFIER_TYPES,
+    HessianColouring,
     PER_BIN_TYPES,
     InvalidModel,
     ModelConfig,
@@ -455,6 +456,9 @@ def build_model(cls, spec, *, poi_name, parameters, normsys_interp, histosys_int
         poisson_aux_index=poisson_aux_index.astype(np.int64),
     )
     structure.__dict__["slices"] = slices
+    structure.__dict__["hessian_colouring"] = _hessian_colouring(
+        parameter_sets, slices, n_pars, n_bins, instances, offsets, channels
+    )
 
     # The leaves: JAX arrays (float64; ``fixed`` bool), one conversion each.
     def leaf(value, dtype=jnp.float64):
@@ -489,3 +493,23 @@ def _histosys_table(deltas, bins, n_bins):
     for row, (delta, (b0, nb)) in zip(table, zip(deltas, bins)):
         row[b0 : b0 + nb] = delta
     return table
+
+
+def _hessian_colouring(parameter_sets, slices, n_pars, n_bins, instances, offsets, channels):
+    """Which bins each parameter moves, and which parameters act on one bin only."""
+    affects = np.zeros((n_pars, n_bins), bool)
+    for name, kind, c, _, _ in instances:
+        start, b0, nb = slices[name].start, offsets[c], channels[c][0]
+        if kind in PER_BIN_TYPES:
+            for i in range(nb):
+                affects[start + i, b0 + i] = True
+        else:
+            affects[start, b0 : b0 + nb] = True
+    per_bin = np.zeros(n_pars, bool)
+    for p in parameter_sets:
+        if p.kind in PER_BIN_TYPES:
+            per_bin[slices[p.name]] = True
+    # A per-bin parameter tied across channels (shared shapefactor) moves several
+    # bins: treat it as global, probed by its own product.
+    per_bin &= affects.sum(axis=1) == 1
+    return HessianColouring(affects, per_bin)

@@ -110,6 +110,50 @@ class _Structure:
         return isinstance(other, _Structure) and self._key == other._key
 
 
+class HessianColouring:
+    """Static plan for the sparse Hessian (see ``Model.twice_nll_hessian``).
+
+    ``directions`` (K, P): one unit vector per global parameter, then one summed
+    vector per colour of per-bin parameters; ``column_colour`` (P,): the row of
+    ``directions`` whose product holds column i; ``per_bin_mask`` (P, P): structural
+    non-zeros among per-bin parameters (they share a bin).
+    """
+
+    def __init__(self, affects: np.ndarray, per_bin: np.ndarray):
+        n_pars = affects.shape[0]
+        global_index = np.flatnonzero(~per_bin)
+        colour = np.full(n_pars, -1)
+        # Greedy colouring: per-bin parameters sharing a bin get different colours.
+        used_by_bin: dict[int, set] = {}
+        for i in np.flatnonzero(per_bin):
+            bins = np.flatnonzero(affects[i])
+            taken = set().union(*(used_by_bin.get(b, set()) for b in bins))
+            c = 0
+            while c in taken:
+                c += 1
+            colour[i] = c
+            for b in bins:
+                used_by_bin.setdefault(b, set()).add(c)
+        n_colours = int(colour.max() + 1) if per_bin.any() else 0
+        directions = np.zeros((len(global_index) + n_colours, n_pars))
+        directions[np.arange(len(global_index)), global_index] = 1.0
+        column_colour = np.zeros(n_pars, dtype=np.int64)
+        column_colour[global_index] = np.arange(len(global_index))
+        for i in np.flatnonzero(per_bin):
+            directions[len(global_index) + colour[i], i] = 1.0
+            column_colour[i] = len(global_index) + colour[i]
+        shares_bin = (affects.astype(np.int64) @ affects.T.astype(np.int64)) > 0
+        self.n_global = len(global_index)
+        self.global_index = global_index
+        self.directions = directions
+        self.column_colour = column_colour
+        self.per_bin_mask = (shares_bin & per_bin[:, None] & per_bin[None, :]).astype(np.float64)
+        # Each per-bin row must meet at most one parameter of each colour.
+        for c in range(n_colours):
+            members = (colour == c) & per_bin
+            assert np.all(shares_bin[np.ix_(per_bin, members)].sum(axis=1) <= 1)
+
+
 class ModelConfig(eqx.Module):
     """Parameter bookkeeping, with pyhf's names: ``suggested_init`` and friends."""
 
@@ -402,13 +446,45 @@ class Model(eqx.Module):
         return self.deviance_gradient_and_hessian(pars, data)[1]
 
     def deviance_gradient_and_hessian(self, pars, data) -> tuple[jax.Array, jax.Array]:
-        """Gradient (P,) and exact Hessian (P, P) of the deviance (and of ``-2 log L``),
-        assembled from the model's structure: univariate derivatives of every
-        modifier combined by matrix products (:mod:`diffana.model.curvature`), not by
-        differentiating the likelihood twice."""
-        from diffana.model.curvature import deviance_gradient_and_hessian
+        """Gradient (P,) and exact Hessian (P, P) of the deviance (and of ``-2 log L``).
 
-        return deviance_gradient_and_hessian(self, pars, data)
+        Two exact methods, chosen per structure by their estimated cost
+        (:func:`diffana.model.curvature.structural_hessian_is_cheaper`): the
+        structural one (:mod:`diffana.model.curvature`: univariate modifier
+        derivatives combined by matrix products; fast to compile and run for models
+        of many global parameters, such as published likelihoods) or coloured
+        Hessian-vector products (:meth:`coloured_gradient_and_hessian`; cheapest when
+        most parameters act on one bin each, such as per-bin shapesys templates).
+        """
+        from diffana.model import curvature
+
+        if curvature.structural_hessian_is_cheaper(self.structure):
+            return curvature.deviance_gradient_and_hessian(self, pars, data)
+        return self.coloured_gradient_and_hessian(pars, data)
+
+    def coloured_gradient_and_hessian(self, pars, data) -> tuple[jax.Array, jax.Array]:
+        """Gradient (P,) and exact Hessian (P, P) of the deviance (and of ``-2 log L``).
+
+        One linearisation of the gradient gives both: the gradient is its primal
+        value, the Hessian its products with a few directions. Those use the
+        likelihood's structural sparsity: per-bin parameters (shapesys, staterror,
+        shapefactor) of different bins never interact, so all of them can be probed
+        by a few Hessian-vector products ("colours") instead of one per parameter.
+        Cost: (number of global parameters + largest number of per-bin parameters
+        in one bin) products, instead of P.
+        """
+        pars = jnp.asarray(pars, jnp.float64)
+        colouring = self.structure.hessian_colouring
+        gradient, hvp = jax.linearize(lambda p: jax.grad(self.deviance)(p, data), pars)
+        products = jax.vmap(hvp)(jnp.asarray(colouring.directions, pars.dtype))  # (K, P)
+        # Per-bin block: entry (r, i) is read off the product of i's colour, where i
+        # is the only parameter of that colour interacting with r.
+        hessian = products[colouring.column_colour, :].T * colouring.per_bin_mask
+        # Global rows and columns come from their own (exact) products.
+        global_columns = products[: colouring.n_global]  # (G, P)
+        hessian = hessian.at[:, colouring.global_index].set(global_columns.T)
+        hessian = hessian.at[colouring.global_index, :].set(global_columns)
+        return gradient, hessian
 
     # --- checks -------------------------------------------------------------------
 
