@@ -35,7 +35,7 @@ def _weights(log_ratio, fraction=0.5):
 def _mixture_draw(sampler, key, fraction=0.5):
     use = jax.random.uniform(jax.random.fold_in(key, 1), (N_TOY,)) < fraction
     value, log_ratio = sampler(jax.random.fold_in(key, 2), use)
-    return np.asarray(value), np.asarray(_weights(log_ratio, use, fraction))
+    return np.asarray(value), np.asarray(_weights(log_ratio, fraction))
 
 
 @pytest.mark.parametrize("name", ["power", "collinear", "log_uniform", "inverse_square"])
