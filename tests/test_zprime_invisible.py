@@ -50,6 +50,8 @@ def _write(tmp_path, text, name="c.toml"):
          "files.mumu: ROOT file"),
         ("[samples]\nsource = \"root\"\nfiles = { mumu = \"a.root\" }\n", "no ROOT file for ['tautau', 'eemumu']"),
         ("[analysis\n", "not valid TOML"),
+        ("[wide_width]\nselection = \"best\"\n", "[wide_width] selection must be one of"),
+        ("[wide_width]\nrelative_width = 1.5\n", "[wide_width] relative_width = Γ/M must lie in (0, 1)"),
     ],
 )
 def test_bad_configs_name_the_problem(tmp_path, text, fragment):
@@ -279,8 +281,10 @@ def test_tiny_end_to_end_run(tmp_path):
         "training": {"n_masses": 2, "max_events": 500, "bce_steps": 3, "punzi_steps": 2, "limit_steps": 1,
                      "n_thresholds": 2}})
     result = run_analysis(config, tmp_path, seed=2, make_plots=True)
-    for name in ("limits.csv", "limits.json", "limits_hepdata.yaml", "zprime_brazil.png", "zprime_training.png"):
+    for name in ("limits.csv", "limits.json", "limits_hepdata.yaml", "zprime_brazil.png", "zprime_training.png",
+                 "wide_width_limits.csv", "zprime_wide_width.png"):
         assert (tmp_path / name).is_file()
+    assert result.wide_width["expected"].shape == (3, 5) and np.all(np.diff(result.wide_width["expected"], axis=1) >= 0)
     for lim in result.limits.values():
         assert lim["expected"].shape == (3, 5)
         assert np.all(np.diff(lim["expected"], axis=1) >= 0)

@@ -132,6 +132,19 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class WideWidthConfig:
+    """The non-negligible-width benchmark (Γ_Z' = relative_width·M_Z'), 1D fits in
+    enlarged windows: see :mod:`diffana.analyses.zprime_invisible.wide_width`."""
+
+    enabled: bool = True
+    relative_width: float = 0.1
+    window_bins: int = 20
+    half_width_resolutions: float = 10.0
+    half_width_widths: float = 3.0
+    selection: str = "end_to_end"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole analysis configuration (see the module docstring)."""
 
@@ -140,6 +153,7 @@ class Config:
     templates: TemplatesConfig = field(default_factory=TemplatesConfig)
     systematics: SystematicsConfig = field(default_factory=SystematicsConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    wide_width: WideWidthConfig = field(default_factory=WideWidthConfig)
     source: str = "<defaults>"
 
     def to_dict(self) -> dict:
@@ -153,6 +167,7 @@ _SECTIONS = {
     "templates": TemplatesConfig,
     "systematics": SystematicsConfig,
     "training": TrainingConfig,
+    "wide_width": WideWidthConfig,
 }
 
 
@@ -316,10 +331,23 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     _require(tr.punzi_window > 0, f"{w}: [training] punzi_window must be positive")
     _require(tr.n_thresholds >= 2, f"{w}: [training] n_thresholds must be >= 2")
     _require(tr.cut_masses >= 1, f"{w}: [training] cut_masses must be >= 1")
+    _validate_wide_width(config.wide_width, w)
     if s.source == "root":
         _validate_root_files(config, base_dir or Path("."))
     elif s.files:
         raise ConfigError(f"{w}: [samples] files given but source = 'generator' (set source = 'root')")
+
+
+def _validate_wide_width(ww: WideWidthConfig, w: str) -> None:
+    from diffana.analyses.zprime_invisible.selections import SELECTION_LABELS
+    from diffana.analyses.zprime_invisible.wide_width import WideWidthSettings
+
+    _require(ww.selection in SELECTION_LABELS,
+             f"{w}: [wide_width] selection must be one of {list(SELECTION_LABELS)}, got {ww.selection!r}")
+    try:
+        WideWidthSettings(ww.relative_width, ww.window_bins, ww.half_width_resolutions, ww.half_width_widths)
+    except ValueError as error:
+        raise ConfigError(f"{w}: [wide_width] {error}") from None
 
 
 def _validate_theta_rule(t: TemplatesConfig, w: str) -> None:
