@@ -131,8 +131,11 @@ def test_wide_limits_are_weaker_than_narrow_ones_and_converge():
     assert wide["converged"].all()
     gamma = ww.breit_wigner_half_width(masses, 0.1)
     half = wide["window_half_width"]
-    inside = (np.asarray(ww.truncated_cauchy_cdf(masses**2 + half, masses**2, gamma))
-              - np.asarray(ww.truncated_cauchy_cdf(masses**2 - half, masses**2, gamma)))
+    # every hypothesis selects the same yield: ε(s) is flat up to the last one (36 GeV²),
+    # then falls to 0 at the kinematic end point
+    curve = ww.efficiency_curve(masses**2, np.ones(3))
+    inside = [float(ww.efficiency_weighted_cdf(c + h, c, g, curve) - ww.efficiency_weighted_cdf(c - h, c, g, curve))
+              for c, g, h in zip(masses**2, gamma, half)]
     np.testing.assert_allclose(wide["signal_fraction"], inside, atol=0.01)  # 0.25 GeV² resolution: small change
 
     edges = templates.theta_edges(1)
@@ -144,3 +147,35 @@ def test_wide_limits_are_weaker_than_narrow_ones_and_converge():
                               edges, 20, sy, np.ones(3))["background"]
     _, narrow_expected, _ = scan_limits(t, data, sy.luminosity, 0.9)
     assert np.all(wide["expected"][:, 2] > 1.5 * narrow_expected[:, 2])
+
+
+def test_efficiency_weighted_cdf_integrates_the_breit_wigner_times_the_efficiency():
+    centres = np.array([4.0, 16.0, 36.0, 64.0])
+    yields = np.array([0.3, 0.25, 0.12, 0.02])
+    curve = ww.efficiency_curve(centres, yields)
+    centre, gamma = 36.0, 3.6
+    bw = lambda s: gamma / np.pi / ((s - centre) ** 2 + gamma**2)  # noqa: E731
+    norm = integrate.quad(bw, 0.0, ww.MAX_TRUE_MASS_SQUARED, limit=200)[0]
+    eff = lambda s: np.interp(s, np.asarray(curve.knots), np.asarray(curve.values))  # noqa: E731
+    for lo, hi in [(-3.0, 10.0), (20.0, 40.0), (30.0, 90.0), (60.0, 200.0)]:
+        ours = float(ww.efficiency_weighted_cdf(hi, centre, gamma, curve)
+                     - ww.efficiency_weighted_cdf(lo, centre, gamma, curve))
+        points = [p for p in np.asarray(curve.knots) if max(lo, 0.0) < p < min(hi, ww.MAX_TRUE_MASS_SQUARED)]
+        reference = integrate.quad(lambda s: eff(s) * bw(s), max(lo, 0.0), min(hi, ww.MAX_TRUE_MASS_SQUARED),
+                                   points=points or None, limit=200)[0] / norm
+        assert ours == pytest.approx(reference, rel=1e-9)
+
+
+def test_efficiency_falling_to_zero_removes_the_unselectable_tail():
+    """Events of a hypothesis near the end of the scan: with the efficiency curve the
+    template above the last selectable mass is smaller than without it."""
+    centres = jnp.array([49.0, 64.0])
+    curve = ww.efficiency_curve(centres, jnp.array([0.1, 0.01]))
+    m2 = jnp.full((1, 1), 64.0)
+    args = (centres[1:], jnp.array([6.4]), jnp.array([2.0]), m2, jnp.ones((1, 1)), 20)
+    with_curve = np.asarray(ww.wide_signal_histograms(*args, 0.0, curve))[0]
+    flat = np.asarray(ww.wide_signal_histograms(*args, 0.0, None))[0]
+    # bins 15-19 (74-84 GeV²): ε falls linearly from ε(64) to 0 at 107 GeV², ≈ 0.65 ε(64) there
+    assert 0.6 < with_curve[15:].sum() / flat[15:].sum() < 0.72
+    # bins 0-4 (44-54 GeV²): 10 ε(64) up to 49 GeV², falling to 7 ε(64) at 54 GeV²
+    assert 7.0 < with_curve[:5].sum() / flat[:5].sum() < 10.0
