@@ -30,3 +30,17 @@ def atlas_erjr_dir() -> str:
         if candidate and (Path(candidate) / "bkg_only.json").exists():
             return str(candidate)
     return "/work/shared/data/atlas_erjr"
+
+
+def zprime_config_error(tmp_path, text: str) -> str:
+    """The one-line ConfigError message of a Z'→invisible config file holding ``text``
+    (fails the test if the config loads)."""
+    import pytest
+
+    from diffana.analyses.zprime_invisible import config as cfg
+
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(cfg.ConfigError) as error:
+        cfg.load_config(path)
+    return str(error.value)

@@ -18,6 +18,7 @@ import pytest
 from scipy import stats
 
 import diffana  # noqa: F401  (float64)
+from conftest import zprime_config_error
 from diffana.physics import bias as B
 from diffana.physics import features as F
 from diffana.physics.generator import generate
@@ -174,13 +175,7 @@ def test_biased_generation_matches_unbiased_after_preselection(process):
     ],
 )
 def test_bad_sample_keys_name_the_problem(tmp_path, text, fragment):
-    from diffana.analyses.zprime_invisible import config as cfg
-
-    path = tmp_path / "c.toml"
-    path.write_text(text)
-    with pytest.raises(cfg.ConfigError) as error:
-        cfg.load_config(path)
-    assert fragment in str(error.value)
+    assert fragment in zprime_config_error(tmp_path, text)
 
 
 def test_shipped_configs_use_the_biased_generator():

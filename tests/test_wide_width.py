@@ -15,16 +15,16 @@ from diffana.analyses.zprime_invisible import wide_width as ww
 from diffana.analyses.zprime_invisible.samples import AnalysisSamples
 
 
-def test_truncated_cauchy_cdf_is_a_cdf_on_the_kinematic_range():
+def test_flat_efficiency_gives_the_truncated_cauchy_cdf():
     s = jnp.linspace(-5.0, 120.0, 2001)
-    cdf = np.asarray(ww.truncated_cauchy_cdf(s, 25.0, 2.5))
+    cdf = np.asarray(ww.efficiency_weighted_cdf(s, 25.0, 2.5, ww.flat_efficiency_curve()))
     assert cdf[0] == 0.0 and cdf[-1] == 1.0
     assert np.all(np.diff(cdf) >= 0.0)
     # inside the range it is the Cauchy CDF renormalised to the truncated mass
     full = lambda x: np.arctan((x - 25.0) / 2.5) / np.pi + 0.5  # noqa: E731
     norm = full(ww.MAX_TRUE_MASS_SQUARED) - full(0.0)
-    np.testing.assert_allclose(float(ww.truncated_cauchy_cdf(30.0, 25.0, 2.5)), (full(30.0) - full(0.0)) / norm,
-                               rtol=1e-14)
+    np.testing.assert_allclose(float(ww.efficiency_weighted_cdf(30.0, 25.0, 2.5, ww.flat_efficiency_curve())),
+                               (full(30.0) - full(0.0)) / norm, rtol=1e-14)
 
 
 def test_template_is_breit_wigner_convolved_with_a_gaussian_resolution():

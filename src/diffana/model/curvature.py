@@ -141,7 +141,7 @@ def _direct_part(model, pars, n_pars: int) -> CellDerivatives:
 def _normsys_part(model, pars, n_pars: int) -> CellDerivatives:
     """N_c = exp(Σ_j mask_jc log|f_j(α_j)|): univariate normsys factors."""
     s = model.structure
-    n_cells = int(np.prod(s.normsys_mask.shape[1:])) if s.normsys_param.size else model.nominal.size
+    n_cells = model.nominal.size
     if not s.normsys_param.size:
         return CellDerivatives(jnp.ones(n_cells, pars.dtype), jnp.zeros((n_cells, n_pars), pars.dtype),
                                lambda w: jnp.zeros((n_pars, n_pars), pars.dtype))

@@ -88,16 +88,6 @@ def window_bin_widths(masses, resolutions, settings: WideWidthSettings) -> np.nd
     return 2.0 * half / settings.window_bins
 
 
-def truncated_cauchy_cdf(s, centre, gamma, low=0.0, high=MAX_TRUE_MASS_SQUARED):
-    """CDF at ``s`` (GeV²) of the Cauchy density centred on ``centre`` with half-width
-    ``gamma`` (GeV²), truncated to [low, high]."""
-    def cdf(x):
-        return jnp.arctan((x - centre) / gamma) / jnp.pi + 0.5
-
-    f_low, f_high = cdf(low), cdf(high)
-    return (jnp.clip(cdf(s), f_low, f_high) - f_low) / (f_high - f_low)
-
-
 class EfficiencyCurve(NamedTuple):
     """Selected signal yield per unit σ against the true M²_Z': piecewise linear
     through ``knots`` (K + 1,) GeV² (from 0 to the kinematic end point) with values
@@ -105,6 +95,11 @@ class EfficiencyCurve(NamedTuple):
 
     knots: jax.Array
     values: jax.Array
+
+
+def flat_efficiency_curve() -> EfficiencyCurve:
+    """Every true mass as efficient as any other: the plain truncated Breit–Wigner."""
+    return EfficiencyCurve(jnp.array([0.0, MAX_TRUE_MASS_SQUARED]), jnp.ones(2))
 
 
 def efficiency_curve(centres_m2, selected_yields) -> EfficiencyCurve:
@@ -167,7 +162,7 @@ def wide_signal_histograms(centres_m2, gammas, widths, m2, weight, n_window: int
     ``None``: constant (every true mass as efficient as the hypothesis').
     Hypotheses are mapped one at a time (memory: events × bins, not × hypotheses)."""
     if curve is None:
-        curve = EfficiencyCurve(jnp.array([0.0, MAX_TRUE_MASS_SQUARED]), jnp.ones(2))
+        curve = flat_efficiency_curve()
     return jax.lax.map(lambda x: _one_window(*x, curve, n_window, shape_shift),
                        (centres_m2, gammas, widths, m2, weight))
 
