@@ -34,6 +34,7 @@ import jax.numpy as jnp
 from diffana.infer.asymptotics import _check_test_stat, _clipped_profile_ratio
 from diffana.infer.fit import _fit_settings, _poi_index, as_arrays, twice_nll_gradient_and_hessian, twice_nll_objective
 from diffana.infer.minimize import SolverOptions, minimize
+from diffana.infer.protocol import StatisticalModel
 from diffana.model import Model
 
 # Percentiles of the normal distribution at -2, -1, 0, +1, +2 sigma (pyhf's values).
@@ -47,14 +48,11 @@ def as_key(key) -> jax.Array:
     return key
 
 
-def sample_toys(key, model: Model, pars, n_toys: int) -> jax.Array:
-    """Draw ``n_toys`` data sets from the full likelihood at ``pars``.
-
-    Main bins are Poisson with the expected event counts; the auxiliary data are
-    drawn from their constraint terms: normal around the parameter for normsys,
-    histosys, lumi and staterror (width: the constraint's sigma), Poisson with rate
-    γ·τ for shapesys. Returns an array ``(n_toys, nmaindata + nauxdata)`` laid out
-    like observed data, ready for :func:`diffana.infer.fit` and friends.
+def sample_toys(key, model: StatisticalModel, pars, n_toys: int) -> jax.Array:
+    """Draw ``n_toys`` data sets from the full likelihood at ``pars``
+    (``model.sample_data``: Poisson main bins, auxiliary data drawn from their
+    constraint terms). Returns ``(n_toys, nmaindata + nauxdata)``, laid out like
+    observed data, ready for :func:`diffana.infer.fit` and friends.
 
     Args:
         key: a ``jax.random`` key or an integer seed.
@@ -62,22 +60,7 @@ def sample_toys(key, model: Model, pars, n_toys: int) -> jax.Array:
         pars: parameter values (length ``config.npars``) to generate at.
         n_toys: number of pseudo-experiments (static).
     """
-    key = as_key(key)
-    pars = jnp.asarray(pars, jnp.float64)
-    s = model.structure
-    key_main, key_gauss, key_poisson = jax.random.split(key, 3)
-    rates = model.expected_actualdata(pars)
-    main = jax.random.poisson(key_main, rates, shape=(n_toys,) + rates.shape).astype(jnp.float64)
-    aux = jnp.zeros((n_toys, s.n_aux), jnp.float64)
-    if s.gaussian_param.size:
-        centre = pars[s.gaussian_param]
-        draws = centre + model.gaussian_sigma * jax.random.normal(key_gauss, (n_toys,) + centre.shape, jnp.float64)
-        aux = aux.at[:, s.gaussian_aux_index].set(draws)
-    if s.poisson_param.size:
-        rate = pars[s.poisson_param] * model.poisson_rate_factor
-        draws = jax.random.poisson(key_poisson, rate, shape=(n_toys,) + rate.shape).astype(jnp.float64)
-        aux = aux.at[:, s.poisson_aux_index].set(draws)
-    return jnp.concatenate([main, aux], axis=1)
+    return model.sample_data(as_key(key), jnp.asarray(pars, jnp.float64), n_toys)
 
 
 def _statistic_and_status(poi_value, data, model, init, lower, upper, fixed, test_stat, options):

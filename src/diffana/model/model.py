@@ -486,6 +486,33 @@ class Model(eqx.Module):
         hessian = hessian.at[colouring.global_index, :].set(global_columns)
         return gradient, hessian
 
+    # --- pseudo-experiments -------------------------------------------------------
+
+    def sample_data(self, key, pars, n_toys: int) -> jax.Array:
+        """Draw ``n_toys`` data sets from the full likelihood at ``pars``.
+
+        Main bins are Poisson with the expected event counts; the auxiliary data are
+        drawn from their constraint terms: normal around the parameter for normsys,
+        histosys, lumi and staterror (width: the constraint's sigma), Poisson with
+        rate γ·τ for shapesys. Returns ``(n_toys, nmaindata + nauxdata)``, laid out
+        like observed data.
+        """
+        s = self.structure
+        pars = jnp.asarray(pars, jnp.float64)
+        key_main, key_gauss, key_poisson = jax.random.split(key, 3)
+        rates = self.expected_actualdata(pars)
+        main = jax.random.poisson(key_main, rates, shape=(n_toys,) + rates.shape).astype(jnp.float64)
+        aux = jnp.zeros((n_toys, s.n_aux), jnp.float64)
+        if s.gaussian_param.size:
+            centre = pars[s.gaussian_param]
+            draws = centre + self.gaussian_sigma * jax.random.normal(key_gauss, (n_toys,) + centre.shape, jnp.float64)
+            aux = aux.at[:, s.gaussian_aux_index].set(draws)
+        if s.poisson_param.size:
+            rate = pars[s.poisson_param] * self.poisson_rate_factor
+            draws = jax.random.poisson(key_poisson, rate, shape=(n_toys,) + rate.shape).astype(jnp.float64)
+            aux = aux.at[:, s.poisson_aux_index].set(draws)
+        return jnp.concatenate([main, aux], axis=1)
+
     # --- checks -------------------------------------------------------------------
 
     def check_data(self, data) -> jax.Array:
