@@ -9,7 +9,8 @@ likelihood fits and CLs values need float64 to agree with pyhf and ROOT. Arrays
 created *before* the import keep their dtype; import diffana first.
 
 Submodules (imported on first use): ``model``, ``infer``, ``soft``, ``selection``,
-``objectives``, ``train``, ``events``, ``physics``, ``io``, ``plot``.
+``objectives``, ``train``, ``events``, ``physics``, ``io``, ``plot``, ``errors``.
+Every error diffana raises on purpose derives from ``diffana.DiffanaError``.
 """
 
 import importlib as _importlib
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "analyses",
+    "errors",
     "events",
     "infer",
     "io",
@@ -37,7 +39,13 @@ _SUBMODULES = (
 # Flat names for the things every analysis uses, in the style of optax/equinox.
 _EXPORTS = {
     "Model": "model",
-    "InvalidModel": "model",
+    "DiffanaError": "errors",
+    "InvalidModel": "errors",
+    "WorkspaceError": "errors",
+    "PatchError": "errors",
+    "SampleIOError": "errors",
+    "ConfigError": "errors",
+    "CommandError": "errors",
     "load_workspace": "model.workspace",
     "to_workspace": "model.workspace",
     "fit": "infer",

@@ -25,6 +25,8 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
+from diffana.errors import SampleIOError
+
 DEFAULT_TREE = "events"
 
 _DEGREES = 180.0 / math.pi
@@ -67,10 +69,6 @@ BELLE2_BRANCH_MAP: dict[str, str | tuple[str, float]] = {
 ``name`` or ``(name, scale)``: the branch is multiplied by ``scale`` (basf2 angles
 are radians, diffana's degrees). Daughter 0 (``mu_p``) becomes ``muon1``, daughter
 1 (``mu_m``) ``muon2``: diffana's ordering by CM energy is not implied."""
-
-
-class SampleIOError(Exception):
-    """A sample cannot be read or written; the message names the file, tree and branch."""
 
 
 @dataclasses.dataclass

@@ -17,9 +17,7 @@ import importlib
 import pkgutil
 import sys
 
-
-class CommandError(Exception):
-    """An error a user can act on: printed as one line, exit code 2, no traceback."""
+from diffana.errors import CommandError
 
 
 def build_parser() -> argparse.ArgumentParser:

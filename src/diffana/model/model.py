@@ -40,8 +40,7 @@ PER_BIN_TYPES = ("shapefactor", "shapesys", "staterror")
 _GAUSSIAN = ("histosys", "lumi", "normsys", "staterror")
 
 
-class InvalidModel(ValueError):
-    """A model specification that cannot describe a valid likelihood."""
+from diffana.errors import InvalidModel
 
 
 def _is_concrete(x) -> bool:

@@ -68,6 +68,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffana.errors import PatchError
 from diffana.model.model import InvalidModel, Model
 from diffana.model.workspace import Workspace, WorkspaceError, _plain, _read_json, _validate_schema, load_workspace
 
@@ -85,11 +86,6 @@ __all__ = [
 ]
 
 _MESSAGE_LIMIT = 160  # characters of a library's error text quoted in ours (jsonpointer quotes whole documents)
-
-
-class PatchError(ValueError):
-    """A patch or patchset that cannot be used; one line naming the file, the
-    patch and what is wrong."""
 
 
 def _short(text: Any) -> str:

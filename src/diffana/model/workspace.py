@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from diffana.errors import WorkspaceError
+
 __all__ = ["Workspace", "WorkspaceError", "load_workspace", "to_workspace"]
 
 MODIFIER_TYPES = (
@@ -46,11 +48,6 @@ MODIFIER_TYPES = (
     "staterror",
 )
 """The HistFactory modifier types pyhf's schema (version 1.0.0) knows."""
-
-
-class WorkspaceError(ValueError):
-    """A workspace or model spec that cannot be used; the message names the JSON
-    path (``$.channels[0].samples[1]``, …) and the channel, sample or key at fault."""
 
 
 # --------------------------------------------------------------------------- schema

@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from diffana.errors import ConfigError
+
 SHIPPED_CONFIGS = {
     "belle2_2019_2020": "belle2_2019_2020.toml",
     "belle2_2018_pilot": "belle2_2018_pilot.toml",
@@ -28,10 +30,6 @@ MASS_RANGE = (0.01, 10.0)
 """GeV: Z' masses the signal generator and cross-section table cover."""
 
 BACKGROUND_PROCESSES = ("mumu", "tautau", "eemumu")
-
-
-class ConfigError(ValueError):
-    """A configuration problem, with the key at fault in the message."""
 
 
 @dataclass(frozen=True)
