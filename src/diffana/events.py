@@ -14,13 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffana._util import is_concrete
+
 __all__ = ["Events"]
 
 Array = jax.Array
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 class Events(eqx.Module):
@@ -76,18 +74,18 @@ class Events(eqx.Module):
         if len(self.process_names) == 0:
             raise ValueError("Events: process_names is empty")
         for name, column in self.features.items():
-            if _is_concrete(column):
+            if is_concrete(column):
                 bad = ~np.isfinite(np.asarray(column))
                 if bad.any():
                     raise ValueError(
                         f"Events: feature {name!r} has {int(bad.sum())} non-finite "
                         f"(NaN/inf) entries, first at event {int(np.argmax(bad))}"
                     )
-        if _is_concrete(self.weight):
+        if is_concrete(self.weight):
             bad = ~np.isfinite(np.asarray(self.weight))
             if bad.any():
                 raise ValueError(f"Events: weight has {int(bad.sum())} non-finite entries")
-        if _is_concrete(self.process):
+        if is_concrete(self.process):
             p = np.asarray(self.process)
             if p.min() < 0 or p.max() >= len(self.process_names):
                 raise ValueError(

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 # imported here, never inside a traced function: the engine creates module-level
 # arrays, which would become leaked tracers if its first import happened under jit
 from diffana import infer
+from diffana._util import safe_sqrt
 
 __all__ = [
     "soft_efficiency",
@@ -44,15 +45,16 @@ __all__ = [
     "expected_cls",
     "over_masses",
     "average_over_masses",
+    "YIELD_FLOOR",
 ]
 
 Array = jax.Array
 
 
-def _safe_sqrt(x: Array) -> Array:
-    """sqrt with a finite (zero) gradient at x <= 0 (e.g. zero significance)."""
-    positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
+YIELD_FLOOR = 1e-3
+"""Events added to every background bin of a model built from (soft) histograms: a bin
+a selection empties would otherwise give log(0) in the likelihood and a dead gradient;
+10⁻³ events is negligible next to the yield of any populated bin."""
 
 
 # --------------------------------------------------------------------------- closed form
@@ -92,7 +94,7 @@ def punzi_sensitivity(
     B = 0 gives the finite b²/(ε·L); B is clipped at 0 against round-off.
     """
     B = jnp.maximum(jnp.asarray(background, dtype=float), 0.0)
-    sqrtB = _safe_sqrt(B)
+    sqrtB = safe_sqrt(B)
     numerator = b**2 / 2 + a * sqrtB + (b / 2) * jnp.sqrt(b**2 + 4 * a * sqrtB + 4 * B)
     return numerator / (signal_efficiency * luminosity)
 
@@ -121,8 +123,8 @@ def asimov_significance(
     term2 = jnp.where(has_var, b**2 / v * jnp.log1p(v * s / (b * (b + v))), s)
     z2 = 2.0 * (term1 - term2)
     if combine:
-        return _safe_sqrt(jnp.sum(z2))
-    return _safe_sqrt(z2)
+        return safe_sqrt(jnp.sum(z2))
+    return safe_sqrt(z2)
 
 
 def binary_cross_entropy(
@@ -172,7 +174,7 @@ def correlated_background_spec(
     background_up: Array,
     background_down: Array,
     *,
-    yield_floor: float = 1e-3,
+    yield_floor: float = YIELD_FLOOR,
     channel: str = "singlechannel",
 ) -> dict:
     """One-channel HistFactory spec: signal × μ ("mu") on a background whose shape and
@@ -218,7 +220,7 @@ def uncorrelated_background_spec(
     background: Array,
     background_uncertainty: Array,
     *,
-    yield_floor: float = 1e-3,
+    yield_floor: float = YIELD_FLOOR,
     channel: str = "singlechannel",
 ) -> dict:
     """One-channel spec: signal × μ on a background with an absolute per-bin

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffana._util import is_concrete
 from diffana.physics import constants as C
 from diffana.physics.phase_space import (
     minkowski_dot,
@@ -51,13 +52,9 @@ __all__ = [
 MODELS = ("vanilla", "fully_invisible")
 
 
-def _is_concrete(x):
-    return not isinstance(x, jax.core.Tracer)
-
-
 def _check_positive(name, x):
     """Raise a ValueError naming ``name`` if a concrete ``x`` has a value <= 0 or NaN."""
-    if _is_concrete(x):
+    if is_concrete(x):
         values = np.asarray(x, dtype=float)
         if not np.all(values > 0):
             bad = values[~(values > 0)].ravel()[:3]
@@ -398,7 +395,7 @@ def zprime_cross_section_mc(
     importance sampling. Tree level, no ISR, α_em(0). Returns (σ, δσ) in fb.
     """
     _check_positive("Z' mass", mass)
-    if _is_concrete(mass) and float(mass) >= sqrt_s - 2.0 * C.MUON_MASS:
+    if is_concrete(mass) and float(mass) >= sqrt_s - 2.0 * C.MUON_MASS:
         raise ValueError(f"Z' mass {float(mass)} GeV is above the kinematic limit "
                          f"√s − 2m_μ = {sqrt_s - 2 * C.MUON_MASS:.4f} GeV")
     _, weights = _event_weights(key, n_events, mass, coupling, sqrt_s, sampler,
@@ -442,7 +439,7 @@ def zprime_cross_section(mass):
     table = zprime_cross_section_table()
     low, high = float(table["mass"][0]), float(table["mass"][-1])
     mass = jnp.asarray(mass, dtype=jnp.float64)
-    if _is_concrete(mass):
+    if is_concrete(mass):
         values = np.asarray(mass)
         if not np.all((values >= low) & (values <= high)):
             bad = values[~((values >= low) & (values <= high))].ravel()[:3]

@@ -48,9 +48,7 @@ import numpy as np
 
 from diffana import infer
 from diffana.model import Model
-
-YIELD_FLOOR = 1e-3
-"""Events added to every background bin: keeps emptied bins finite and differentiable."""
+from diffana.objectives import YIELD_FLOOR  # events added to every background bin
 
 TEMPLATE_KEYS = ("signal", "signal_up", "signal_down", "background", "background_mumu")
 PER_HYPOTHESIS_KEYS = ("signal_efficiency", "background_shape", "photon_veto", "sigma_ref")
