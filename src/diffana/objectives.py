@@ -236,7 +236,7 @@ def uncorrelated_background_spec(
 
 
 # --------------------------------------------------------------------------- engine
-def expected_upper_limit(model, cl: float = 0.95, band: bool = False) -> Array:
+def expected_upper_limit(model, cl: float = 0.95, band: bool = False, *, settings=None) -> Array:
     """Median expected CLs upper limit on the POI at confidence level ``cl``.
 
     Computed on the background-only (POI = 0) Asimov data of ``model`` (a
@@ -244,28 +244,32 @@ def expected_upper_limit(model, cl: float = 0.95, band: bool = False) -> Array:
     multiply by the nominal cross section, e.g. fb, for a cross-section limit).
     ``band=True`` returns the (3,) array (−1σ, median, +1σ) instead. Differentiable
     w.r.t. the model's templates (implicit differentiation in the engine).
+    ``settings``: the fits' :class:`diffana.infer.FitSettings` (default: the
+    model's suggested start values and bounds, default solver options).
     """
-    expected = _expected_limits(model, float(cl))
+    expected = _expected_limits(model, float(cl), infer.FitSettings() if settings is None else settings)
     return expected[1:4] if band else expected[2]
 
 
 @eqx.filter_jit
-def _expected_limits(model, cl):
+def _expected_limits(model, cl, settings):
     # jitted here so that eager calls (reports, tests) do not run the engine's solver
     # op by op; inside an outer jit this is inlined
-    return infer.upper_limit(infer.asimov_data(model, 0.0), model, cl=cl).expected
+    return infer.upper_limit(infer.asimov_data(model, 0.0), model, cl=cl, settings=settings).expected
 
 
-def expected_cls(model, poi_value: float = 1.0, test_stat: str = "qtilde") -> Array:
+def expected_cls(model, poi_value: float = 1.0, test_stat: str = "qtilde", *, settings=None) -> Array:
     """Median expected CLs of the hypothesis POI = ``poi_value`` (dimensionless): the
-    neos objective. Background-only Asimov data, asymptotic ``test_stat``."""
-    return _expected_cls(model, jnp.asarray(poi_value, dtype=float), test_stat)
+    neos objective. Background-only Asimov data, asymptotic ``test_stat``;
+    ``settings`` as in :func:`expected_upper_limit`."""
+    settings = infer.FitSettings() if settings is None else settings
+    return _expected_cls(model, jnp.asarray(poi_value, dtype=float), test_stat, settings)
 
 
 @eqx.filter_jit
-def _expected_cls(model, poi_value, test_stat):
+def _expected_cls(model, poi_value, test_stat, settings):
     data = infer.asimov_data(model, 0.0)
-    return infer.hypotest(poi_value, data, model, test_stat=test_stat).cls_exp[2]
+    return infer.hypotest(poi_value, data, model, test_stat=test_stat, settings=settings).cls_exp[2]
 
 
 # --------------------------------------------------------------------------- masses

@@ -4,6 +4,11 @@ limits and look-elsewhere corrections.
 pyhf's vocabulary and argument order, as pure JAX functions: every function jits,
 vmaps over stacks of models of one structure, and is differentiable w.r.t. the
 model's templates and the data by implicit differentiation.
+
+Everything here works for any model that follows :class:`StatisticalModel`
+(:mod:`diffana.infer.protocol`): the HistFactory ``Model``, the on/off
+``CountingModel``, or a user's own. Every entry point that fits takes its start
+values, bounds, fixed parameters and solver options as one :class:`FitSettings`.
 """
 
 from diffana.infer.asymptotics import (
@@ -37,6 +42,8 @@ from diffana.infer.lee import (
 )
 from diffana.infer.limits import CURVE_NAMES, UpperLimitResult, upper_limit
 from diffana.infer.minimize import MinimizeResult, SolverOptions, minimize
+from diffana.infer.protocol import ParameterConfig, StatisticalModel
+from diffana.infer.settings import FitSettings
 from diffana.infer.patchsets import stacked_hypotest, stacked_upper_limit, unstack
 from diffana.infer.toy_limits import ToyUpperLimitResult, upper_limit_toys
 from diffana.infer.toys import ToyHypotestResult, hypotest_toys, sample_toys, toy_test_statistics
@@ -44,11 +51,14 @@ from diffana.infer.toys import ToyHypotestResult, hypotest_toys, sample_toys, to
 __all__ = [
     "CURVE_NAMES",
     "FitResult",
+    "FitSettings",
     "HypotestResult",
     "MinimizeResult",
+    "ParameterConfig",
     "ScanToys",
     "SignificanceResult",
     "SolverOptions",
+    "StatisticalModel",
     "ToyHypotestResult",
     "ToyUpperLimitResult",
     "UpperLimitResult",

@@ -19,27 +19,15 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, ndtr
 
-from diffana.infer.fit import (
-    FitResult,
-    _fit_result,
-    _fit_settings,
-    _poi_index,
-    as_arrays,
-    twice_nll_gradient_and_hessian,
-    twice_nll_objective,
-)
-from diffana.infer.minimize import SolverOptions, minimize
-from diffana.model import Model
+from diffana.infer.fit import FitResult, _fit_result, minimize_deviance, prepare_call
+from diffana.infer.minimize import SolverOptions
+from diffana.infer.protocol import StatisticalModel
+from diffana.infer.settings import FitSettings, ParameterSetup, resolve_settings
 
 TEST_STATISTICS = ("qtilde", "q", "q0")
 BASE_DISTRIBUTIONS = ("normal", "clipped_normal")
 # Expected bands in pyhf's order: from -2 sigma (lowest CLs / limit) to +2 sigma.
 EXPECTED_NSIGMA = jnp.array([2.0, 1.0, 0.0, -1.0, -2.0])
-
-
-def _check_test_stat(test_stat: str, allowed=TEST_STATISTICS):
-    if test_stat not in allowed:
-        raise ValueError(f"test_stat must be one of {allowed}, got {test_stat!r}")
 
 
 def safe_sqrt(x):
@@ -48,16 +36,18 @@ def safe_sqrt(x):
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
+def _check_test_stat(test_stat: str, allowed=TEST_STATISTICS):
+    if test_stat not in allowed:
+        raise ValueError(f"test_stat must be one of {allowed}, got {test_stat!r}")
+
+
 class Prepared(eqx.Module):
     """Fits shared by every tested POI value: the free fit to the data and the
     Asimov data set with its best-fit (generating) parameters."""
 
-    model: Model
+    model: StatisticalModel
     data: jax.Array
-    init: jax.Array
-    lower: jax.Array
-    upper: jax.Array
-    fixed: jax.Array
+    setup: ParameterSetup  # start values, bounds and fixed mask of every fit
     free_fit: FitResult
     free_deviance: jax.Array  # the fits' objective at the free fit (see Model.deviance)
     asimov_data: jax.Array
@@ -69,19 +59,19 @@ class Prepared(eqx.Module):
 def _fixed_fits(poi_values, datas, prepared: Prepared, starts, options):
     """Fits with the POI fixed, one per (POI value, data set, start), batched with
     vmap so that a program compiles a single fit loop however many fits it needs."""
+    setup = prepared.setup
     poi = prepared.model.config.poi_index
     inits = jax.lax.stop_gradient(starts).at[:, poi].set(poi_values)
-    pinned = jnp.broadcast_to(prepared.fixed.at[poi].set(True), inits.shape)
-    return _minimize_batch(prepared.model, datas, inits, pinned, prepared.lower, prepared.upper, options)
+    pinned = jnp.broadcast_to(setup.fixed.at[poi].set(True), inits.shape)
+    return _minimize_batch(prepared.model, datas, inits, pinned, setup, options)
 
 
-def _minimize_batch(model, datas, inits, pinned, lower, upper, options):
+def _minimize_batch(model, datas, inits, pinned, setup: ParameterSetup, options):
     """Fits of ``model`` to data sets ``datas`` from starts ``inits`` with the
     parameters ``pinned`` held (leading axis: the fits), batched with vmap."""
 
     def one(data, start, pin):
-        return minimize(twice_nll_objective, (model, data), start, lower, upper, pin, options,
-                        twice_nll_gradient_and_hessian)
+        return minimize_deviance(model, data, start, setup.lower, setup.upper, pin, options)
 
     return jax.vmap(one)(datas, inits, pinned)
 
@@ -95,7 +85,7 @@ def _generating_fit_settings(init, fixed, poi, test_stat):
     return inits, pinned
 
 
-def _prepared_from_fits(model, data, init, lower, upper, fixed, both) -> Prepared:
+def _prepared_from_fits(model, data, setup: ParameterSetup, both) -> Prepared:
     """Prepared from the batch of prepare's two fits (free, generating)."""
     free = jax.tree_util.tree_map(lambda x: x[0], both)
     generating = jax.tree_util.tree_map(lambda x: x[1], both)
@@ -106,10 +96,7 @@ def _prepared_from_fits(model, data, init, lower, upper, fixed, both) -> Prepare
     return Prepared(
         model=model,
         data=data,
-        init=init,
-        lower=lower,
-        upper=upper,
-        fixed=fixed,
+        setup=setup,
         free_fit=_fit_result(free, model, data),
         free_deviance=free.value,
         asimov_data=asimov,
@@ -119,34 +106,25 @@ def _prepared_from_fits(model, data, init, lower, upper, fixed, both) -> Prepare
     )
 
 
-def prepare(
-    data,
-    model: Model,
-    test_stat: str = "qtilde",
-    init_pars=None,
-    par_bounds=None,
-    fixed_params=None,
-    options: SolverOptions = SolverOptions(),
-) -> Prepared:
+def prepare(data, model: StatisticalModel, test_stat: str, settings: FitSettings) -> Prepared:
     """Run the fits that do not depend on the tested POI value: the free fit to the
     data and the fit with the POI at 0 (1 for q0) that generates the Asimov data."""
     _check_test_stat(test_stat)
-    poi = _poi_index(model)
-    init, lower, upper, fixed = _fit_settings(model, init_pars, par_bounds, fixed_params)
-    inits, pinned = _generating_fit_settings(init, fixed, poi, test_stat)
-    both = _minimize_batch(model, jnp.stack([data, data]), inits, pinned, lower, upper, options)
-    return _prepared_from_fits(model, data, init, lower, upper, fixed, both)
+    setup = settings.resolve(model.config)
+    inits, pinned = _generating_fit_settings(setup.init, setup.fixed, model.config.poi_index, test_stat)
+    both = _minimize_batch(model, jnp.stack([data, data]), inits, pinned, setup, settings.solver)
+    return _prepared_from_fits(model, data, setup, both)
 
 
-def prepare_and_test(poi_values, on_asimov, data, model: Model, test_stat: str, init_pars=None, par_bounds=None,
-                     fixed_params=None, options: SolverOptions = SolverOptions()):
+def prepare_and_test(poi_values, on_asimov, data, model: StatisticalModel, test_stat: str, settings: FitSettings):
     """:func:`prepare`, then :func:`test_statistics` at two POI values (shape (2,)),
     as two stages of ONE batch of two fits (a ``lax.scan``): the compiled program
     holds one fit loop instead of two, which halves its compile time (about 12 of
     the 14 CPU seconds of compiling ``hypotest`` on a published likelihood with
     67 parameters were the two fit loops). Returns (prepared, values, fits)."""
     poi = model.config.poi_index
-    init, lower, upper, fixed = _fit_settings(model, init_pars, par_bounds, fixed_params)
+    setup = settings.resolve(model.config)
+    init, fixed = setup.init, setup.fixed
     first_inits, first_pinned = _generating_fit_settings(init, fixed, poi, test_stat)
     # Conditional fits start from the suggested initial values (see test_statistics).
     second_inits = jnp.broadcast_to(jax.lax.stop_gradient(init), (2,) + init.shape).at[:, poi].set(poi_values)
@@ -155,14 +133,14 @@ def prepare_and_test(poi_values, on_asimov, data, model: Model, test_stat: str, 
     def stage(datas, second):
         inits = jnp.where(second, second_inits, first_inits)
         pinned = jnp.where(second, second_pinned, first_pinned)
-        fits = _minimize_batch(model, datas, inits, pinned, lower, upper, options)
+        fits = _minimize_batch(model, datas, inits, pinned, setup, settings.solver)
         # After the first stage, fits.x[1] generated the Asimov data.
         asimov = model.expected_data(fits.x[1])
         return jnp.where(on_asimov[:, None], asimov, data), fits
 
     _, staged = jax.lax.scan(stage, jnp.stack([data, data]), jnp.array([False, True]))
     first, fits = (jax.tree_util.tree_map(lambda x, i=i: x[i], staged) for i in (0, 1))
-    prepared = _prepared_from_fits(model, data, init, lower, upper, fixed, first)
+    prepared = _prepared_from_fits(model, data, setup, first)
     return prepared, _statistics_from_fits(poi_values, on_asimov, prepared, fits, test_stat), fits
 
 
@@ -174,7 +152,8 @@ def _clipped_profile_ratio(poi_value, fixed_value, free_value, free_poi, test_st
     return jnp.where(free_poi > poi_value, 0.0, t)
 
 
-def test_statistics(poi_values, on_asimov, prepared: Prepared, test_stat: str, starts=None, options=SolverOptions()):
+def test_statistics(poi_values, on_asimov, prepared: Prepared, test_stat: str, starts=None,
+                    solver: SolverOptions = SolverOptions()):
     """Test statistics at ``poi_values`` (shape (K,)), each on the observed data
     (``on_asimov`` false) or on the Asimov data (true). One batched fit loop.
 
@@ -185,9 +164,9 @@ def test_statistics(poi_values, on_asimov, prepared: Prepared, test_stat: str, s
     poi = prepared.model.config.poi_index
     k = poi_values.shape[0]
     if starts is None:
-        starts = jnp.broadcast_to(prepared.init, (k,) + prepared.init.shape)
+        starts = jnp.broadcast_to(prepared.setup.init, (k,) + prepared.setup.init.shape)
     datas = jnp.where(on_asimov[:, None], prepared.asimov_data, prepared.data)
-    fits = _fixed_fits(poi_values, datas, prepared, starts, options)
+    fits = _fixed_fits(poi_values, datas, prepared, starts, solver)
     return _statistics_from_fits(poi_values, on_asimov, prepared, fits, test_stat), fits
 
 
@@ -247,36 +226,37 @@ class HypotestResult(eqx.Module):
 def hypotest(
     poi_value,
     data,
-    model: Model,
+    model: StatisticalModel,
     test_stat: str = "qtilde",
     init_pars=None,
     par_bounds=None,
     fixed_params=None,
     calc_base_dist: str = "normal",
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
+    *,
+    settings: FitSettings | None = None,
 ) -> HypotestResult:
     """Asymptotic CLs for the hypothesis ``POI = poi_value`` (pyhf's ``hypotest``
     with ``calctype="asymptotics"``, ``return_expected_set=True``).
 
     Pure and jit-able; vmap over ``poi_value`` or over models built inside the
     vmapped function. Differentiable w.r.t. the model's templates and the data.
+    Fit settings: pyhf's ``init_pars``, ``par_bounds``, ``fixed_params`` and
+    ``options``, or all of them as ``settings``.
     """
     _check_test_stat(test_stat)
     if calc_base_dist not in BASE_DISTRIBUTIONS:
         raise ValueError(f"calc_base_dist must be one of {BASE_DISTRIBUTIONS}, got {calc_base_dist!r}")
-    _poi_index(model)
-    data = model.check_data(data)
+    settings = resolve_settings(settings, init_pars, par_bounds, fixed_params, options)
+    data = prepare_call(model, data, settings)
     poi_value = jnp.asarray(poi_value, jnp.float64)
-    return _hypotest(
-        poi_value, data, model, test_stat, *as_arrays(init_pars, par_bounds, fixed_params), calc_base_dist, options
-    )
+    return _hypotest(poi_value, data, model, test_stat, calc_base_dist, settings)
 
 
 @eqx.filter_jit
-def _hypotest(poi_value, data, model, test_stat, init_pars, par_bounds, fixed_params, calc_base_dist, options):
+def _hypotest(poi_value, data, model, test_stat, calc_base_dist, settings):
     prepared, (q, q_asimov), fits = prepare_and_test(
-        jnp.stack([poi_value, poi_value]), jnp.array([False, True]), data, model, test_stat,
-        init_pars, par_bounds, fixed_params, options,
+        jnp.stack([poi_value, poi_value]), jnp.array([False, True]), data, model, test_stat, settings
     )
     sqrt_qa = safe_sqrt(q_asimov)
     delta = delta_test_statistic(q, q_asimov, test_stat)
@@ -299,16 +279,16 @@ def _hypotest(poi_value, data, model, test_stat, init_pars, par_bounds, fixed_pa
 
 def _single_statistic(test_stat):
     @eqx.filter_jit
-    def compiled(poi_value, data, model, init_pars, par_bounds, fixed_params):
-        prepared = prepare(data, model, test_stat, init_pars, par_bounds, fixed_params)
-        values, _ = test_statistics(poi_value[None], jnp.array([False]), prepared, test_stat)
+    def compiled(poi_value, data, model, settings):
+        prepared = prepare(data, model, test_stat, settings)
+        values, _ = test_statistics(poi_value[None], jnp.array([False]), prepared, test_stat, solver=settings.solver)
         return values[0]
 
-    def statistic(poi_value, data, model, init_pars=None, par_bounds=None, fixed_params=None):
-        _poi_index(model)
-        data = model.check_data(data)
-        poi_value = jnp.asarray(poi_value, jnp.float64)
-        return compiled(poi_value, data, model, *as_arrays(init_pars, par_bounds, fixed_params))
+    def statistic(poi_value, data, model, init_pars=None, par_bounds=None, fixed_params=None, options=None, *,
+                  settings: FitSettings | None = None):
+        settings = resolve_settings(settings, init_pars, par_bounds, fixed_params, options)
+        data = prepare_call(model, data, settings)
+        return compiled(jnp.asarray(poi_value, jnp.float64), data, model, settings)
 
     return statistic
 
@@ -319,9 +299,10 @@ qmu = _single_statistic("q")
 qmu.__doc__ = "q_μ (arXiv:1007.1727 eq. 14): -2 ln λ(μ), 0 where μ̂ > μ."
 
 
-def q0(data, model: Model, init_pars=None, par_bounds=None, fixed_params=None):
+def q0(data, model: StatisticalModel, init_pars=None, par_bounds=None, fixed_params=None, options=None, *,
+       settings: FitSettings | None = None):
     """Discovery test statistic q0 = -2 ln λ(0), 0 where μ̂ < 0."""
-    return _single_statistic("q0")(0.0, data, model, init_pars, par_bounds, fixed_params)
+    return _single_statistic("q0")(0.0, data, model, init_pars, par_bounds, fixed_params, options, settings=settings)
 
 
 class SignificanceResult(eqx.Module):
@@ -333,17 +314,18 @@ class SignificanceResult(eqx.Module):
     converged: jax.Array
 
 
-def significance(data, model: Model, init_pars=None, par_bounds=None, fixed_params=None) -> SignificanceResult:
+def significance(data, model: StatisticalModel, init_pars=None, par_bounds=None, fixed_params=None,
+                 options: SolverOptions | None = None, *, settings: FitSettings | None = None) -> SignificanceResult:
     """Asymptotic discovery significance Z = √q0 and its expectation under μ = 1."""
-    _poi_index(model)
-    data = model.check_data(data)
-    return _significance(data, model, *as_arrays(init_pars, par_bounds, fixed_params))
+    settings = resolve_settings(settings, init_pars, par_bounds, fixed_params, options)
+    data = prepare_call(model, data, settings)
+    return _significance(data, model, settings)
 
 
 @eqx.filter_jit
-def _significance(data, model, init_pars, par_bounds, fixed_params):
+def _significance(data, model, settings):
     prepared, (q, q_asimov), fits = prepare_and_test(
-        jnp.zeros(2), jnp.array([False, True]), data, model, "q0", init_pars, par_bounds, fixed_params
+        jnp.zeros(2), jnp.array([False, True]), data, model, "q0", settings
     )
     z = safe_sqrt(q)
     return SignificanceResult(

@@ -5,6 +5,9 @@ pyhf's function names and argument order (``fit(data, model)``,
 minimiser is a projected Newton method with implicit-differentiation gradients
 (:mod:`diffana.infer.minimize`), so fitted parameters are differentiable w.r.t. the
 model's templates and the data.
+
+All fits go through :func:`minimize_deviance`; every entry point takes its start
+values, bounds, fixed parameters and solver options as one :class:`FitSettings`.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from diffana.infer.minimize import SolverOptions, minimize
-from diffana.model import Model
+from diffana.infer.protocol import StatisticalModel, check_is_model, gradient_and_hessian
+from diffana.infer.settings import FitSettings, check_against_model, resolve_settings
 
 
 class FitResult(eqx.Module):
@@ -27,12 +31,27 @@ class FitResult(eqx.Module):
     iterations: jax.Array
 
 
-def twice_nll_objective(pars, args):
+def deviance_objective(pars, args):
     """The fits' objective with ``args = (model, data)``: the deviance, i.e.
     ``-2 log L(pars | data)`` less a constant of the data (exact in float64 where
     ``-2 log L`` itself rounds off; see ``Model.deviance``)."""
     model, data = args
     return model.deviance(pars, data)
+
+
+def deviance_gradient_and_hessian(pars, args):
+    """Gradient and exact Hessian of :func:`deviance_objective` (the model's own
+    structured method where it has one, see :func:`protocol.gradient_and_hessian`)."""
+    model, data = args
+    return gradient_and_hessian(model, pars, data)
+
+
+def minimize_deviance(model: StatisticalModel, data, start, lower, upper, pinned, solver: SolverOptions):
+    """Minimise ``model``'s deviance on ``data`` from ``start`` within the bounds,
+    holding the ``pinned`` parameters at their start values: the one fit every
+    entry point of :mod:`diffana.infer` runs. Returns a ``MinimizeResult``."""
+    return minimize(deviance_objective, (model, data), start, lower, upper, pinned, solver,
+                    deviance_gradient_and_hessian)
 
 
 def _fit_result(result, model, data) -> FitResult:
@@ -41,90 +60,77 @@ def _fit_result(result, model, data) -> FitResult:
     return FitResult(result.x, twice_nll, result.converged, result.iterations)
 
 
-def twice_nll_gradient_and_hessian(pars, args):
-    """Gradient and exact Hessian of :func:`twice_nll_objective` (one linearisation,
-    structurally sparse, cheap)."""
-    model, data = args
-    return model.deviance_gradient_and_hessian(pars, data)
-
-
-def _fit_settings(model: Model, init_pars, par_bounds, fixed_params):
-    config = model.config
-    init = config.init if init_pars is None else jnp.asarray(init_pars, jnp.float64)
-    if par_bounds is None:
-        lower, upper = config.lower, config.upper
-    else:
-        bounds = jnp.asarray(par_bounds, jnp.float64)
-        lower, upper = bounds[:, 0], bounds[:, 1]
-    fixed = config.fixed if fixed_params is None else jnp.asarray(fixed_params, bool) | config.fixed
-    return init, lower, upper, fixed
+def prepare_call(model: StatisticalModel, data, settings: FitSettings, needs_poi: bool = True):
+    """The checks every entry point runs outside ``jit``: the model follows the
+    protocol, has a POI (if ``needs_poi``), the data and settings fit it.
+    Returns the data as a float64 array."""
+    check_is_model(model)
+    if needs_poi:
+        poi_index(model)
+    check_against_model(settings, model.config)
+    return model.check_data(data)
 
 
 def fit(
     data,
-    model: Model,
+    model: StatisticalModel,
     init_pars=None,
     par_bounds=None,
     fixed_params=None,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
+    *,
+    settings: FitSettings | None = None,
 ) -> FitResult:
     """Unconditional maximum-likelihood fit of ``model`` to ``data``.
 
     Args:
-        data: main bins followed by auxiliary data (``model.config.nmaindata +
-            model.config.nauxdata`` values, event counts).
-        model: the statistical model.
-        init_pars, par_bounds, fixed_params: as in pyhf; default to the model's
-            suggested values. Parameters the model itself fixes (e.g. shapesys bins
-            with no uncertainty) stay fixed.
+        data: main observations followed by auxiliary data (``model.config.nmaindata
+            + model.config.nauxdata`` values, event counts).
+        model: the statistical model (any :class:`~diffana.infer.protocol.StatisticalModel`).
+        init_pars, par_bounds, fixed_params, options: as in pyhf; or
+        settings: all of them as one :class:`FitSettings`. Parameters the model
+            itself fixes (e.g. shapesys bins with no uncertainty) stay fixed.
     """
-    data = model.check_data(data)
-    return _fit(data, model, *as_arrays(init_pars, par_bounds, fixed_params), options)
+    settings = resolve_settings(settings, init_pars, par_bounds, fixed_params, options)
+    data = prepare_call(model, data, settings, needs_poi=False)
+    return _fit(data, model, settings)
 
 
 @eqx.filter_jit
-def _fit(data, model, init_pars, par_bounds, fixed_params, options):
-    init, lower, upper, fixed = _fit_settings(model, init_pars, par_bounds, fixed_params)
-    result = minimize(twice_nll_objective, (model, data), init, lower, upper, fixed, options, twice_nll_gradient_and_hessian)
+def _fit(data, model, settings):
+    setup = settings.resolve(model.config)
+    result = minimize_deviance(model, data, setup.init, setup.lower, setup.upper, setup.fixed, settings.solver)
     return _fit_result(result, model, data)
-
-
-def as_arrays(init_pars, par_bounds, fixed_params):
-    """User-supplied fit settings as arrays (lists would be static, unhashable jit keys)."""
-    return (
-        None if init_pars is None else jnp.asarray(init_pars, jnp.float64),
-        None if par_bounds is None else jnp.asarray(par_bounds, jnp.float64),
-        None if fixed_params is None else jnp.asarray(fixed_params, bool),
-    )
 
 
 def fixed_poi_fit(
     poi_value,
     data,
-    model: Model,
+    model: StatisticalModel,
     init_pars=None,
     par_bounds=None,
     fixed_params=None,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
+    *,
+    settings: FitSettings | None = None,
 ) -> FitResult:
     """Fit with the parameter of interest held at ``poi_value`` (profiling the rest)."""
-    _poi_index(model)
-    data = model.check_data(data)
-    poi_value = jnp.asarray(poi_value, jnp.float64)
-    return _fixed_poi_fit(poi_value, data, model, *as_arrays(init_pars, par_bounds, fixed_params), options)
+    settings = resolve_settings(settings, init_pars, par_bounds, fixed_params, options)
+    data = prepare_call(model, data, settings)
+    return _fixed_poi_fit(jnp.asarray(poi_value, jnp.float64), data, model, settings)
 
 
 @eqx.filter_jit
-def _fixed_poi_fit(poi_value, data, model, init_pars, par_bounds, fixed_params, options):
+def _fixed_poi_fit(poi_value, data, model, settings):
     poi = model.config.poi_index
-    init, lower, upper, fixed = _fit_settings(model, init_pars, par_bounds, fixed_params)
-    init = init.at[poi].set(poi_value)
-    fixed = fixed.at[poi].set(True)
-    result = minimize(twice_nll_objective, (model, data), init, lower, upper, fixed, options, twice_nll_gradient_and_hessian)
+    setup = settings.resolve(model.config)
+    result = minimize_deviance(model, data, setup.init.at[poi].set(poi_value), setup.lower, setup.upper,
+                               setup.fixed.at[poi].set(True), settings.solver)
     return _fit_result(result, model, data)
 
 
-def _poi_index(model: Model) -> int:
+def poi_index(model: StatisticalModel) -> int:
+    """The model's POI index; a one-line error if it has none."""
     if model.config.poi_index is None:
         raise ValueError(
             "this model has no parameter of interest; build it with poi_name=... "
@@ -133,20 +139,22 @@ def _poi_index(model: Model) -> int:
     return model.config.poi_index
 
 
-def asimov_data(model: Model, poi_value=0.0, pars=None, include_auxdata: bool = True) -> jax.Array:
+def asimov_data(model: StatisticalModel, poi_value=0.0, pars=None, include_auxdata: bool = True) -> jax.Array:
     """Asimov data set: the expected data at ``pars`` (default: the suggested
     initial values, i.e. the nominal "pre-fit" model) with the POI set to
     ``poi_value``. Main bins then auxiliary data, as a data vector for the fits."""
-    poi = _poi_index(model)
+    poi = poi_index(model)
     pars = model.config.init if pars is None else jnp.asarray(pars, jnp.float64)
     pars = pars.at[poi].set(jnp.asarray(poi_value, jnp.float64))
     return model.expected_data(pars, include_auxdata=include_auxdata)
 
 
-def fitted_asimov_data(poi_value, data, model: Model, init_pars=None, par_bounds=None, fixed_params=None):
+def fitted_asimov_data(poi_value, data, model: StatisticalModel, init_pars=None, par_bounds=None, fixed_params=None,
+                       options: SolverOptions | None = None, *, settings: FitSettings | None = None):
     """pyhf's ``generate_asimov_data``: expected data at the nuisance parameters
-    fitted to ``data`` with the POI fixed at ``poi_value``. Returns (data, parameters)."""
-    result = fixed_poi_fit(poi_value, data, model, init_pars, par_bounds, fixed_params)
+    fitted to ``data`` with the POI fixed at ``poi_value``. Returns (data, fit result)."""
+    settings = resolve_settings(settings, init_pars, par_bounds, fixed_params, options)
+    result = fixed_poi_fit(poi_value, data, model, settings=settings)
     return model.expected_data(result.bestfit), result
 
 

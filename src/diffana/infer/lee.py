@@ -30,13 +30,14 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import gammaincc, ndtr, ndtri
 
-from diffana.infer.fit import _fit_settings, _poi_index, twice_nll_gradient_and_hessian, twice_nll_objective
-from diffana.infer.minimize import SolverOptions, minimize
+from diffana.infer.fit import minimize_deviance, poi_index
+from diffana.infer.minimize import SolverOptions
+from diffana.infer.protocol import StatisticalModel, check_is_model, stack_size
+from diffana.infer.settings import FitSettings, check_against_model, resolve_settings
 from diffana.infer.toys import _statistic_and_status, as_key, sample_toys
-from diffana.model import Model
 
 
-def stack_models(models) -> Model:
+def stack_models(models) -> StatisticalModel:
     """Stack models of one structure (e.g. one per mass hypothesis) into a single
     batched model whose array leaves have a leading hypothesis axis — the input of
     :func:`scan_q0` and :func:`scan_max_q0_toys`."""
@@ -53,14 +54,16 @@ def stack_models(models) -> Model:
     return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *models)
 
 
-def _n_hypotheses(models: Model) -> int:
-    return int(models.nominal.shape[0]) if models.nominal.ndim == 3 else 0
+def _n_hypotheses(models: StatisticalModel) -> int:
+    return stack_size(models) or 0
 
 
-def _check_scan(data, models: Model):
+def _check_scan(data, models: StatisticalModel, settings: FitSettings):
+    check_is_model(models, "models")
     if _n_hypotheses(models) == 0:
         raise ValueError("expected a stack of models (use stack_models); got a single model")
-    _poi_index(models)
+    poi_index(models)
+    check_against_model(settings, models.config)
     data = jnp.asarray(data, jnp.float64)
     expected = models.config.nmaindata + models.config.nauxdata
     if data.shape != (expected,):
@@ -72,12 +75,13 @@ def _check_scan(data, models: Model):
     return data
 
 
-def _q0_one(data, model, options):
-    settings = _fit_settings(model, None, None, None)
-    return _statistic_and_status(jnp.asarray(0.0, jnp.float64), data, model, *settings, "q0", options)
+def _q0_one(data, model, settings: FitSettings):
+    setup = settings.resolve(model.config)
+    return _statistic_and_status(jnp.asarray(0.0, jnp.float64), data, model, setup, "q0", settings.solver)
 
 
-def scan_q0(data, models: Model, options: SolverOptions = SolverOptions()):
+def scan_q0(data, models: StatisticalModel, options: SolverOptions | None = None, *,
+            settings: FitSettings | None = None):
     """Local discovery test statistic q0 at every hypothesis of a scan.
 
     Args:
@@ -86,14 +90,17 @@ def scan_q0(data, models: Model, options: SolverOptions = SolverOptions()):
 
     Returns ``(q0, converged)``, each of shape ``(n_hypotheses,)``. The local
     significance is ``sqrt(q0)`` and the local p-value ``local_p_value(q0)``.
+    ``settings``: one :class:`FitSettings` for every hypothesis (start values
+    and bounds shared, or stacked like the models).
     """
-    data = _check_scan(data, models)
-    return _scan_q0(data, models, options)
+    settings = resolve_settings(settings, options=options)
+    data = _check_scan(data, models, settings)
+    return _scan_q0(data, models, settings)
 
 
 @eqx.filter_jit
-def _scan_q0(data, models, options):
-    return jax.vmap(lambda m: _q0_one(data, m, options))(models)
+def _scan_q0(data, models, settings):
+    return jax.vmap(lambda m: _q0_one(data, m, settings))(models)
 
 
 class ScanToys(eqx.Module):
@@ -107,11 +114,13 @@ class ScanToys(eqx.Module):
 def scan_max_q0_toys(
     key,
     data,
-    models: Model,
+    models: StatisticalModel,
     n_toys: int = 1000,
     generating_hypothesis: int = 0,
     batch_size: int = 64,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
+    *,
+    settings: FitSettings | None = None,
 ) -> ScanToys:
     """Background-only pseudo-experiments of a whole scan.
 
@@ -127,25 +136,24 @@ def scan_max_q0_toys(
         n_toys: number of pseudo-experiments.
         batch_size: toys analysed at once (memory ∝ batch_size × hypotheses).
     """
-    data = _check_scan(data, models)
+    settings = resolve_settings(settings, options=options)
+    data = _check_scan(data, models, settings)
     if not 0 <= generating_hypothesis < _n_hypotheses(models):
         raise ValueError(f"generating_hypothesis {generating_hypothesis} is outside the scan")
-    return _scan_toys(as_key(key), data, models, n_toys, generating_hypothesis, batch_size, options)
+    return _scan_toys(as_key(key), data, models, n_toys, generating_hypothesis, batch_size, settings)
 
 
 @eqx.filter_jit
-def _scan_toys(key, data, models, n_toys, generating_hypothesis, batch_size, options):
+def _scan_toys(key, data, models, n_toys, generating_hypothesis, batch_size, settings):
     generator = jax.tree_util.tree_map(lambda x: x[generating_hypothesis], models)
-    init, lower, upper, fixed = _fit_settings(generator, None, None, None)
+    setup = settings.resolve(generator.config)
     poi = generator.config.poi_index
-    background = minimize(
-        twice_nll_objective, (generator, data), init.at[poi].set(0.0), lower, upper,
-        fixed.at[poi].set(True), options, twice_nll_gradient_and_hessian,
-    )
+    background = minimize_deviance(generator, data, setup.init.at[poi].set(0.0), setup.lower, setup.upper,
+                                   setup.fixed.at[poi].set(True), settings.solver)
     toys = sample_toys(key, generator, background.x, n_toys)
 
     def analyse(toy):
-        return jax.vmap(lambda m: _q0_one(toy, m, options))(models)
+        return jax.vmap(lambda m: _q0_one(toy, m, settings))(models)
 
     q0, converged = jax.lax.map(analyse, toys, batch_size=min(batch_size, n_toys))
     return ScanToys(q0=q0, max_q0=jnp.max(q0, axis=1), n_failed_fits=jnp.sum(~converged))

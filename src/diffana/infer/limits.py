@@ -14,10 +14,12 @@ implicit function theorem at the roots, ``dμ*/dx = −(∂h/∂x)/(∂h/∂μ)`
 from __future__ import annotations
 
 from functools import partial
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import ndtri
 
 from diffana.infer import linalg
@@ -31,9 +33,10 @@ from diffana.infer.asymptotics import (
     safe_sqrt,
     test_statistics,
 )
-from diffana.infer.fit import _poi_index, twice_nll_objective
+from diffana.infer.fit import deviance_objective, prepare_call
 from diffana.infer.minimize import SolverOptions
-from diffana.model import Model
+from diffana.infer.protocol import StatisticalModel, gradient_and_hessian
+from diffana.infer.settings import FitSettings, resolve_settings
 
 
 CURVE_NAMES = ("observed", "expected -2 sigma", "expected -1 sigma", "expected median",
@@ -103,36 +106,79 @@ class UpperLimitResult(eqx.Module):
 
 
 class LimitSettings(eqx.Module):
+    """Static settings of the limit search (hashable: part of the compiled program)."""
+
     cl: float = eqx.field(static=True)
     test_stat: str = eqx.field(static=True)
     base_distribution: str = eqx.field(static=True)
     max_iterations: int = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
-    options: SolverOptions = eqx.field(static=True)
     warm_start: bool = eqx.field(static=True, default=False)
 
 
-def _residuals_and_slopes(mus, prepared, settings: LimitSettings, starts):
-    """log CLs − log(1 − CL) for the six curves at ``mus`` (obs, then the 5 expected),
-    their derivatives w.r.t. μ, the fits' parameters and status."""
+# A root is accepted when the Newton step is below rtol·μ and |log CLs − log α|
+# below this (a relative 1e-6 in CLs).
+_RESIDUAL_TOLERANCE = 1e-6
+# With no upper bracket yet, an out-of-range Newton step is replaced by μ × this
+# (CLs falls steeply in μ, so a few expansions bracket any root) ...
+_EXPANSION = 4.0
+# ... and a Newton step is trusted only below μ × this.
+_LARGEST_STEP_RATIO = 8.0
+# A bracket this narrow (relative) around a residual above _JUMP_RESIDUAL is a jump
+# of CLs across the level, not a root: |Δ log CLs| > 1e-3 is ≥ 0.1% in CLs within
+# a relative 1e-8 in μ.
+_CLOSED_BRACKET = 1e-8
+_JUMP_RESIDUAL = 1e-3
+_N_CURVES = 6  # observed, then expected −2σ … +2σ (CURVE_NAMES)
+
+
+class CurveStarts(NamedTuple):
+    """Start parameters of each curve's conditional fits: ``observed`` (P,) for the
+    fit to the data, ``asimov`` (6, P) for the Asimov fits of the six curves."""
+
+    observed: jax.Array
+    asimov: jax.Array
+
+
+class CurvePoint(NamedTuple):
+    """The six curves evaluated at their current μ."""
+
+    residual: jax.Array  # (6,) log CLs − log(1 − CL)
+    slope: jax.Array  # (6,) its derivative w.r.t. μ
+    fitted: CurveStarts  # the conditional fits' parameters there
+    fits_converged: jax.Array  # (6,) bool: every fit behind the curve converged
+
+
+class RootSearch(NamedTuple):
+    """State of the safeguarded Newton search for the six roots."""
+
+    mus: jax.Array  # (6,) current POI values
+    lower: jax.Array  # (6,) bracket: CLs above the level here
+    upper: jax.Array  # (6,) bracket: CLs below the level here (inf until found)
+    starts: CurveStarts  # where the next conditional fits start (warm start)
+    iteration: jax.Array
+    done: jax.Array  # (6,) bool: root found to tolerance
+    point: CurvePoint  # the curves at the last evaluated μ
+
+
+def _curve_point(mus, prepared, settings: LimitSettings, solver, starts: CurveStarts) -> CurvePoint:
+    """The six curves' residuals and slopes at ``mus``, from seven conditional fits
+    in one batch: the data at mus[0] (the observed curve) and the Asimov data at
+    each of the six μ (the observed curve needs q_A at its μ too)."""
     test_stat = settings.test_stat
     poi = prepared.model.config.poi_index
     log_alpha = jnp.log1p(-settings.cl)
-    data_start, asimov_starts = starts
 
     def grad_poi(pars, data):
-        g = jax.grad(twice_nll_objective)(pars, (prepared.model, data))
-        return g[poi]
+        return jax.grad(deviance_objective)(pars, (prepared.model, data))[poi]
 
-    # Seven fits in one batch: the data at mus[0] (observed curve) and the Asimov
-    # data at all six values (the observed curve needs q_A too).
     poi_values = jnp.concatenate([mus[:1], mus])
-    on_asimov = jnp.arange(7) > 0
-    fit_starts = jnp.concatenate([data_start[None], asimov_starts])
-    values, fits = test_statistics(poi_values, on_asimov, prepared, test_stat, fit_starts, settings.options)
+    on_asimov = jnp.arange(_N_CURVES + 1) > 0
+    fit_starts = jnp.concatenate([starts.observed[None], starts.asimov])
+    values, fits = test_statistics(poi_values, on_asimov, prepared, test_stat, fit_starts, solver)
     datas = jnp.where(on_asimov[:, None], prepared.asimov_data, prepared.data)
-    slopes = jax.vmap(grad_poi)(fits.x, datas)
-    slopes = jnp.where(values > 0, slopes, 0.0)
+    # d(−2 ln λ)/dμ is the conditional fit's ∂(deviance)/∂μ (envelope theorem).
+    slopes = jnp.where(values > 0, jax.vmap(grad_poi)(fits.x, datas), 0.0)
     q, q_slope = values[0], slopes[0]
     qa, qa_slope = values[1:], slopes[1:]
 
@@ -150,20 +196,23 @@ def _residuals_and_slopes(mus, prepared, settings: LimitSettings, starts):
     exp_value, d_exp = jax.vmap(jax.value_and_grad(expected_log_cls))(qa[1:], EXPECTED_NSIGMA)
     exp_slope = d_exp * qa_slope[1:]
 
-    residual = jnp.concatenate([obs_value[None], exp_value]) - log_alpha
-    slope = jnp.concatenate([obs_slope[None], exp_slope])
     # The observed curve needs the fit to the data and the Asimov fit at its μ;
     # expected curve k only the Asimov fit at its own μ.
     converged = fits.converged[1:].at[0].set(fits.converged[0] & fits.converged[1])
-    return residual, slope, (fits.x[0], fits.x[1:]), converged
+    return CurvePoint(
+        residual=jnp.concatenate([obs_value[None], exp_value]) - log_alpha,
+        slope=jnp.concatenate([obs_slope[None], exp_slope]),
+        fitted=CurveStarts(observed=fits.x[0], asimov=fits.x[1:]),
+        fits_converged=converged,
+    )
 
 
 def _initial_guess(prepared, settings):
     """Limits from a Gaussian approximation: σ_μ from the Asimov Hessian."""
     model = prepared.model
     poi = model.config.poi_index
-    h = model.twice_nll_hessian(prepared.asimov_pars, prepared.asimov_data)
-    free = ~prepared.fixed
+    _, h = gradient_and_hessian(model, prepared.asimov_pars, prepared.asimov_data)
+    free = ~prepared.setup.fixed
     h = jnp.where(free[:, None] & free[None, :], h, jnp.eye(h.shape[0]))
     # Variance of the POI: 2 (H^-1)_poi,poi, from one linear solve.
     variance = 2.0 * linalg.solve(h, jnp.zeros(h.shape[0]).at[poi].set(1.0))[poi]
@@ -178,10 +227,34 @@ def _initial_guess(prepared, settings):
     return jnp.concatenate([observed[None], expected])
 
 
-def _solve_limits(prepared, settings: LimitSettings):
-    """Safeguarded Newton iteration for the six roots (no gradients here)."""
-    n_pars = prepared.init.shape[0]
-    mus = _initial_guess(prepared, settings)
+def _next_mus(state: RootSearch, point: CurvePoint, rtol: float):
+    """One safeguarded Newton step for each curve: the bracket narrowed by the new
+    point, then the Newton step where it stays inside, else bisection (or an
+    expansion while no upper end is known). Returns (mus, lower, upper, done)."""
+    mus = state.mus
+    # CLs falls with μ: a positive residual means the root lies above.
+    above = point.residual > 0
+    lower = jnp.where(above, mus, state.lower)
+    upper = jnp.where(above, state.upper, mus)
+    newton = mus - point.residual / point.slope
+    bracket_known = jnp.isfinite(upper)
+    midpoint = jnp.where(bracket_known, 0.5 * (lower + upper), _EXPANSION * mus)
+    # Closed bracket: a residual of exactly 0 makes μ the bracket's upper end
+    # and the Newton step μ itself, which must be accepted (an open bracket
+    # rejected it, and the curve crept to its root by 25 bisections).
+    inside = (jnp.isfinite(newton) & (newton >= lower) & (newton <= upper)
+              & (newton < _LARGEST_STEP_RATIO * mus + 1e-300))
+    new_mus = jnp.where(inside, newton, midpoint)
+    step_small = jnp.abs(new_mus - mus) <= rtol * jnp.abs(mus)
+    done = step_small & (jnp.abs(point.residual) < _RESIDUAL_TOLERANCE)
+    return new_mus, lower, upper, done
+
+
+def _solve_limits(prepared, settings: LimitSettings, solver):
+    """Safeguarded Newton iteration for the six roots (no gradients here).
+    Returns the roots, the fits' parameters at them, the slopes, a LimitStatus
+    and the number of iterations."""
+    n_pars = prepared.setup.init.shape[0]
     # Every conditional fit starts from the suggested initial values, as in
     # hypotest (and pyhf, ROOT): with a non-convex likelihood a warm start from the
     # previous μ can settle in another local minimum, and the root would then solve
@@ -190,77 +263,78 @@ def _solve_limits(prepared, settings: LimitSettings):
     # parameters are kept for the backward pass, whose fits then start at the minimum.
     # With ``warm_start`` each curve's fits start from its fits at the previous μ
     # instead: fewer fit iterations, at that risk.
-    init_starts = (prepared.init, jnp.broadcast_to(prepared.init, (6, n_pars)))
-    starts = init_starts
-    lower = jnp.zeros(6)
-    upper = jnp.full(6, jnp.inf)
+    cold = CurveStarts(prepared.setup.init, jnp.broadcast_to(prepared.setup.init, (_N_CURVES, n_pars)))
 
-    def body(state):
-        mus, lower, upper, starts, iteration, _, _, _, _ = state
-        fit_starts = starts if settings.warm_start else init_starts
-        residual, slope, new_starts, fits_converged = _residuals_and_slopes(mus, prepared, settings, fit_starts)
-        # CLs falls with μ: a positive residual means the root lies above.
-        above = residual > 0
-        lower = jnp.where(above, mus, lower)
-        upper = jnp.where(above, upper, mus)
-        newton = mus - residual / slope
-        bracket_known = jnp.isfinite(upper)
-        midpoint = jnp.where(bracket_known, 0.5 * (lower + upper), 4.0 * mus)
-        # Closed bracket: a residual of exactly 0 makes μ the bracket's upper end
-        # and the Newton step μ itself, which must be accepted (an open bracket
-        # rejected it, and the curve crept to its root by 25 bisections).
-        inside = jnp.isfinite(newton) & (newton >= lower) & (newton <= upper) & (newton < 8.0 * mus + 1e-300)
-        new_mus = jnp.where(inside, newton, midpoint)
-        step_small = jnp.abs(new_mus - mus) <= settings.rtol * jnp.abs(mus)
-        done = step_small & (jnp.abs(residual) < 1e-6)
+    def body(state: RootSearch) -> RootSearch:
+        starts = state.starts if settings.warm_start else cold
+        point = _curve_point(state.mus, prepared, settings, solver, starts)
+        mus, lower, upper, done = _next_mus(state, point, settings.rtol)
         # The fits behind the limits are those of the last iteration (at the roots);
         # a fit that failed at an intermediate μ of the search does not matter.
-        return new_mus, lower, upper, new_starts, iteration + 1, done, fits_converged, residual, slope
+        return RootSearch(mus, lower, upper, point.fitted, state.iteration + 1, done, point)
 
-    def cond(state):
-        iteration, done = state[4], state[5]
-        return (~jnp.all(done)) & (iteration < settings.max_iterations)
+    def cond(state: RootSearch):
+        return (~jnp.all(state.done)) & (state.iteration < settings.max_iterations)
 
-    init_state = (mus, lower, upper, starts, jnp.array(0), jnp.zeros(6, bool), jnp.ones(6, bool), jnp.ones(6), jnp.ones(6))
-    mus, lower, upper, starts, iterations, done, fits_ok, residual, slope = jax.lax.while_loop(cond, body, init_state)
-    curve_converged = done & fits_ok & prepared.converged
-    # A bracket closed to rounding around a residual that does not vanish: CLs
-    # jumps across the level there (|log CLs - log(1 - CL)| > 1e-3 is a jump of
-    # at least 0.1% in CLs within a relative 1e-8 in μ).
-    discontinuous = (~done & jnp.isfinite(upper) & (upper - lower <= 1e-8 * jnp.abs(upper))
-                     & (jnp.abs(residual) > 1e-3))
-    status = (jnp.all(curve_converged), curve_converged, discontinuous)
-    return mus, starts, slope, status, iterations
+    ones = jnp.ones(_N_CURVES)
+    start = RootSearch(
+        mus=_initial_guess(prepared, settings), lower=jnp.zeros(_N_CURVES), upper=jnp.full(_N_CURVES, jnp.inf),
+        starts=cold, iteration=jnp.array(0), done=jnp.zeros(_N_CURVES, bool),
+        point=CurvePoint(residual=ones, slope=ones, fitted=cold, fits_converged=jnp.ones(_N_CURVES, bool)),
+    )
+    final = jax.lax.while_loop(cond, body, start)
+    curve_converged = final.done & final.point.fits_converged & prepared.converged
+    discontinuous = (~final.done & jnp.isfinite(final.upper)
+                     & (final.upper - final.lower <= _CLOSED_BRACKET * jnp.abs(final.upper))
+                     & (jnp.abs(final.point.residual) > _JUMP_RESIDUAL))
+    status = LimitStatus(converged=jnp.all(curve_converged), curve_converged=curve_converged,
+                         discontinuous=discontinuous)
+    return final.mus, final.starts, final.point.slope, status, final.iteration
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _limits(model, data, settings):
-    prepared = prepare(data, model, settings.test_stat, options=settings.options)
-    mus, _, _, status, iterations = _solve_limits(prepared, settings)
+class LimitStatus(NamedTuple):
+    """Convergence of the search: all curves, per curve, and per-curve jumps."""
+
+    converged: jax.Array
+    curve_converged: jax.Array  # (6,)
+    discontinuous: jax.Array  # (6,)
+
+
+def _zero_cotangent(leaf):
+    """A zero cotangent for a non-differentiable input (float0 for integer/bool leaves)."""
+    if jnp.issubdtype(leaf.dtype, jnp.inexact):
+        return jnp.zeros_like(leaf)
+    return np.zeros(leaf.shape, dtype=jax.dtypes.float0)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _limits(model, data, fit_settings, settings):
+    prepared = prepare(data, model, settings.test_stat, fit_settings)
+    mus, _, _, status, iterations = _solve_limits(prepared, settings, fit_settings.solver)
     return mus, status, iterations
 
 
-def _limits_fwd(model, data, settings):
-    prepared = prepare(data, model, settings.test_stat, options=settings.options)
-    mus, starts, slope, status, iterations = _solve_limits(prepared, settings)
-    return (mus, status, iterations), (model, data, mus, starts, slope)
+def _limits_fwd(model, data, fit_settings, settings):
+    prepared = prepare(data, model, settings.test_stat, fit_settings)
+    mus, starts, slope, status, iterations = _solve_limits(prepared, settings, fit_settings.solver)
+    return (mus, status, iterations), (model, data, fit_settings, mus, starts, slope)
 
 
 def _limits_bwd(settings, residuals, cotangents):
-    model, data, mus, starts, slope = residuals
-    mus_bar = cotangents[0]
-    weights = -mus_bar / slope  # implicit function theorem, one root at a time
+    """Implicit function theorem at each root: dμ*/dx = −(∂h/∂x)/(∂h/∂μ)."""
+    model, data, fit_settings, mus, starts, slope = residuals
+    weights = -cotangents[0] / slope
     starts = jax.lax.stop_gradient(starts)
     mus = jax.lax.stop_gradient(mus)
 
     def residual_fn(model, data):
-        prepared = prepare(data, model, settings.test_stat, options=settings.options)
-        residual, _, _, _ = _residuals_and_slopes(mus, prepared, settings, starts)
-        return residual
+        prepared = prepare(data, model, settings.test_stat, fit_settings)
+        return _curve_point(mus, prepared, settings, fit_settings.solver, starts).residual
 
     _, vjp = jax.vjp(residual_fn, model, data)
     model_bar, data_bar = vjp(weights)
-    return model_bar, data_bar
+    # Start values, bounds and fixed masks do not move the roots (to first order).
+    return model_bar, data_bar, jax.tree_util.tree_map(_zero_cotangent, fit_settings)
 
 
 _limits.defvjp(_limits_fwd, _limits_bwd)
@@ -269,14 +343,16 @@ _compiled_limits = eqx.filter_jit(_limits)
 
 def upper_limit(
     data,
-    model: Model,
+    model: StatisticalModel,
     cl: float = 0.90,
     test_stat: str = "qtilde",
     calc_base_dist: str = "normal",
     max_iterations: int = 60,
     rtol: float = 1e-10,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
     warm_start: bool = False,
+    *,
+    settings: FitSettings | None = None,
 ) -> UpperLimitResult:
     """Asymptotic CLs upper limits on the POI at confidence level ``cl``.
 
@@ -291,6 +367,8 @@ def upper_limit(
             step's (fewer fit iterations); off by default, because with a non-convex
             likelihood a warm start can settle in another local minimum than the
             fit from the suggested initial values that ``hypotest`` reports.
+        options, settings: the fits' solver options, or all fit settings (start
+            values, bounds, fixed parameters, solver) as one :class:`FitSettings`.
 
     Returns:
         :class:`UpperLimitResult` with ``observed``, ``expected`` (−2σ…+2σ), a
@@ -302,22 +380,21 @@ def upper_limit(
     _check_test_stat(test_stat, ("qtilde", "q"))
     if not 0.0 < cl < 1.0:
         raise ValueError(f"cl must lie strictly between 0 and 1, got {cl}")
-    settings = LimitSettings(
+    fit_settings = resolve_settings(settings, options=options)
+    limit_settings = LimitSettings(
         cl=float(cl),
         test_stat=test_stat,
         base_distribution=calc_base_dist,
         max_iterations=int(max_iterations),
         rtol=float(rtol),
-        options=options,
         warm_start=bool(warm_start),
     )
-    _poi_index(model)
-    data = model.check_data(data)
-    mus, (converged, curve_converged, discontinuous), iterations = _compiled_limits(model, data, settings)
+    data = prepare_call(model, data, fit_settings)
+    mus, status, iterations = _compiled_limits(model, data, fit_settings, limit_settings)
     poi = model.config.poi_index
     poi_bounds = jnp.stack([model.config.lower[poi], model.config.upper[poi]])
     outside = (mus < poi_bounds[0]) | (mus > poi_bounds[1])
-    return UpperLimitResult(observed=mus[0], expected=mus[1:], converged=converged, iterations=iterations,
-                            curve_converged=curve_converged, discontinuous=discontinuous,
+    return UpperLimitResult(observed=mus[0], expected=mus[1:], converged=status.converged, iterations=iterations,
+                            curve_converged=status.curve_converged, discontinuous=status.discontinuous,
                             outside_poi_bounds=jax.lax.stop_gradient(outside),
                             poi_bounds=jax.lax.stop_gradient(poi_bounds))

@@ -18,17 +18,19 @@ import jax.numpy as jnp
 from diffana.infer.asymptotics import HypotestResult, hypotest
 from diffana.infer.limits import UpperLimitResult, upper_limit
 from diffana.infer.minimize import SolverOptions
-from diffana.model import Model
+from diffana.infer.protocol import StatisticalModel, check_is_model, stack_size
+from diffana.infer.settings import FitSettings, resolve_settings
 
 __all__ = ["stacked_hypotest", "stacked_upper_limit", "unstack"]
 
 
-def _n_members(data, model: Model) -> int:
+def _n_members(data, model: StatisticalModel) -> int:
     """Stack size, checked: data ``(N, nmaindata + nauxdata)``, model leaves ``(N, ...)``."""
+    check_is_model(model)
     data = jnp.asarray(data)
-    if model.nominal.ndim != 3:
+    n = stack_size(model)
+    if n is None:
         raise ValueError("expected a stacked model (a WorkspaceGroup's model or infer.stack_models); got a single model")
-    n = model.nominal.shape[0]
     width = model.config.nmaindata + model.config.nauxdata
     if data.shape != (n, width):
         raise ValueError(f"data must have one row per member, shape ({n}, {width}); got {tuple(data.shape)}")
@@ -38,10 +40,12 @@ def _n_members(data, model: Model) -> int:
 def stacked_hypotest(
     poi_value,
     data,
-    model: Model,
+    model: StatisticalModel,
     test_stat: str = "qtilde",
     calc_base_dist: str = "normal",
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
+    *,
+    settings: FitSettings | None = None,
 ) -> HypotestResult:
     """Asymptotic CLs of every member at ``POI = poi_value`` (:func:`hypotest`).
 
@@ -54,28 +58,31 @@ def stacked_hypotest(
         A :class:`HypotestResult` whose fields have a leading member axis:
         ``cls_obs`` (N,), ``cls_exp`` (N, 5), ``converged`` (N,), …
     """
+    settings = resolve_settings(settings, options=options)
     n = _n_members(data, model)
     poi_values = jnp.broadcast_to(jnp.asarray(poi_value, jnp.float64), (n,))
-    return _stacked_hypotest(poi_values, jnp.asarray(data, jnp.float64), model, test_stat, calc_base_dist, options)
+    return _stacked_hypotest(poi_values, jnp.asarray(data, jnp.float64), model, test_stat, calc_base_dist, settings)
 
 
 @eqx.filter_jit
-def _stacked_hypotest(poi_values, data, model, test_stat, calc_base_dist, options):
+def _stacked_hypotest(poi_values, data, model, test_stat, calc_base_dist, settings):
     def one(poi_value, data, model):
-        return hypotest(poi_value, data, model, test_stat=test_stat, calc_base_dist=calc_base_dist, options=options)
+        return hypotest(poi_value, data, model, test_stat=test_stat, calc_base_dist=calc_base_dist, settings=settings)
 
     return eqx.filter_vmap(one)(poi_values, data, model)
 
 
 def stacked_upper_limit(
     data,
-    model: Model,
+    model: StatisticalModel,
     cl: float = 0.90,
     test_stat: str = "qtilde",
     calc_base_dist: str = "normal",
     max_iterations: int = 60,
     rtol: float = 1e-10,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
+    *,
+    settings: FitSettings | None = None,
 ) -> UpperLimitResult:
     """Asymptotic CLs upper limits on the POI of every member (:func:`upper_limit`).
 
@@ -84,16 +91,17 @@ def stacked_upper_limit(
         ``expected`` (N, 5), ``curve_converged`` (N, 6), … Index it (or use
         :func:`unstack`) before ``unconverged_curves()``.
     """
+    settings = resolve_settings(settings, options=options)
     _n_members(data, model)
     return _stacked_upper_limit(jnp.asarray(data, jnp.float64), model, float(cl), test_stat, calc_base_dist,
-                                int(max_iterations), float(rtol), options)
+                                int(max_iterations), float(rtol), settings)
 
 
 @eqx.filter_jit
-def _stacked_upper_limit(data, model, cl, test_stat, calc_base_dist, max_iterations, rtol, options):
+def _stacked_upper_limit(data, model, cl, test_stat, calc_base_dist, max_iterations, rtol, settings):
     def one(data, model):
         return upper_limit(data, model, cl=cl, test_stat=test_stat, calc_base_dist=calc_base_dist,
-                           max_iterations=max_iterations, rtol=rtol, options=options)
+                           max_iterations=max_iterations, rtol=rtol, settings=settings)
 
     return eqx.filter_vmap(one)(data, model)
 

@@ -120,3 +120,12 @@ def check_is_model(model, what: str = "model") -> None:
             f"{what} of type {type(model).__name__} is not a statistical model: it lacks {', '.join(missing)} "
             "(see diffana.infer.protocol.StatisticalModel)"
         )
+
+
+def poi_bounds(model: StatisticalModel) -> tuple[float, float]:
+    """The POI's (lower, upper) bounds as Python floats, for argument checks
+    outside ``jit``. Raises if the model has no POI."""
+    poi = model.config.poi_index
+    if poi is None:
+        raise ValueError("this model has no parameter of interest; build it with poi_name=...")
+    return float(model.config.lower[poi]), float(model.config.upper[poi])

@@ -27,11 +27,12 @@ import equinox as eqx
 import numpy as np
 
 from diffana.infer.asymptotics import _check_test_stat
-from diffana.infer.fit import _poi_index, as_arrays
+from diffana.infer.fit import prepare_call
 from diffana.infer.limits import CURVE_NAMES, upper_limit
 from diffana.infer.minimize import SolverOptions
+from diffana.infer.protocol import StatisticalModel, poi_bounds
+from diffana.infer.settings import FitSettings, resolve_settings
 from diffana.infer.toys import _hypotest_toys, as_key
-from diffana.model import Model
 
 
 class ToyUpperLimitResult(eqx.Module):
@@ -85,15 +86,16 @@ def crossing(poi_values, cls_values, cls_errors, alpha):
     return limit, error_at_crossing / abs(slope)
 
 
-def default_scan(data, model: Model, cl: float, test_stat: str, n_points: int = 12) -> np.ndarray:
+def default_scan(data, model: StatisticalModel, cl: float, test_stat: str, n_points: int = 12,
+                 settings: FitSettings | None = None) -> np.ndarray:
     """A scan that brackets every limit: ``n_points`` POI values from half the
     smallest to twice the largest asymptotic limit (observed and ±2σ), clipped to
     the POI's bounds. Asymptotic limits are a guide to where the toy ones lie; in
     the low-count regime they can be off by tens of percent, hence the margins."""
-    asymptotic = upper_limit(data, model, cl=cl, test_stat=test_stat)
+    asymptotic = upper_limit(data, model, cl=cl, test_stat=test_stat, settings=settings)
     limits = np.concatenate([[float(asymptotic.observed)], np.asarray(asymptotic.expected, float)])
     limits = limits[np.isfinite(limits)]
-    low, high = model.config.poi_bounds()
+    low, high = poi_bounds(model)
     if limits.size == 0:
         return np.linspace(max(low, 0.0), high, n_points)
     start = max(low, 0.5 * limits.min())
@@ -103,7 +105,7 @@ def default_scan(data, model: Model, cl: float, test_stat: str, n_points: int = 
 
 def upper_limit_toys(
     data,
-    model: Model,
+    model: StatisticalModel,
     cl: float = 0.90,
     scan=None,
     key=0,
@@ -113,8 +115,10 @@ def upper_limit_toys(
     par_bounds=None,
     fixed_params=None,
     batch_size: int = 256,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
     progress=None,
+    *,
+    settings: FitSettings | None = None,
 ) -> ToyUpperLimitResult:
     """Toy-based CLs upper limits on the POI at confidence level ``cl`` (pyhf's
     ``upper_limit`` with ``calctype="toybased"`` and an explicit scan).
@@ -143,21 +147,20 @@ def upper_limit_toys(
         raise ValueError(f"cl must lie strictly between 0 and 1, got {cl}")
     if n_toys < 1:
         raise ValueError(f"n_toys must be positive, got {n_toys}")
-    _poi_index(model)
-    data = model.check_data(data)
-    scan = default_scan(data, model, cl, test_stat) if scan is None else np.asarray(scan, float)
-    low, high = model.config.poi_bounds()
+    settings = resolve_settings(settings, init_pars, par_bounds, fixed_params, options)
+    data = prepare_call(model, data, settings)
+    scan = default_scan(data, model, cl, test_stat, settings=settings) if scan is None else np.asarray(scan, float)
+    low, high = poi_bounds(model)
     if scan.ndim != 1 or scan.size < 2 or not np.all(np.diff(scan) > 0):
         raise ValueError("scan must be at least two strictly increasing POI values")
     if scan[0] < low or scan[-1] > high:
         raise ValueError(f"scan [{scan[0]}, {scan[-1]}] leaves the POI bounds [{low}, {high}]")
 
     key = as_key(key)
-    arrays = as_arrays(init_pars, par_bounds, fixed_params)
     points = []
     for done, poi_value in enumerate(scan, start=1):
-        points.append(_hypotest_toys(np.float64(poi_value), data, model, key, n_toys, test_stat, *arrays,
-                                     batch_size, options))
+        points.append(_hypotest_toys(np.float64(poi_value), data, model, key, n_toys, test_stat, settings,
+                                     batch_size))
         if progress is not None:
             progress(done, scan.size)
 

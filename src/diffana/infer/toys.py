@@ -32,10 +32,10 @@ import jax
 import jax.numpy as jnp
 
 from diffana.infer.asymptotics import _check_test_stat, _clipped_profile_ratio
-from diffana.infer.fit import _fit_settings, _poi_index, as_arrays, twice_nll_gradient_and_hessian, twice_nll_objective
-from diffana.infer.minimize import SolverOptions, minimize
-from diffana.infer.protocol import StatisticalModel
-from diffana.model import Model
+from diffana.infer.fit import minimize_deviance, poi_index, prepare_call
+from diffana.infer.minimize import SolverOptions
+from diffana.infer.protocol import StatisticalModel, check_is_model
+from diffana.infer.settings import FitSettings, ParameterSetup, check_against_model, resolve_settings
 
 # Percentiles of the normal distribution at -2, -1, 0, +1, +2 sigma (pyhf's values).
 NORMAL_PERCENTILES = jnp.array([2.27501319, 15.86552539, 50.0, 84.13447461, 97.72498681])
@@ -63,23 +63,25 @@ def sample_toys(key, model: StatisticalModel, pars, n_toys: int) -> jax.Array:
     return model.sample_data(as_key(key), jnp.asarray(pars, jnp.float64), n_toys)
 
 
-def _statistic_and_status(poi_value, data, model, init, lower, upper, fixed, test_stat, options):
+def _statistic_and_status(poi_value, data, model, setup: ParameterSetup, test_stat, solver):
     """The test statistic on one data set (free fit + fit at ``poi_value``)."""
     poi = model.config.poi_index
-    inits = jnp.stack([init, init.at[poi].set(poi_value)])
-    pinned = jnp.stack([fixed, fixed.at[poi].set(True)])
+    inits = jnp.stack([setup.init, setup.init.at[poi].set(poi_value)])
+    pinned = jnp.stack([setup.fixed, setup.fixed.at[poi].set(True)])
 
     def one(start, pin):
-        return minimize(twice_nll_objective, (model, data), start, lower, upper, pin, options, twice_nll_gradient_and_hessian)
+        return minimize_deviance(model, data, start, setup.lower, setup.upper, pin, solver)
 
     fits = jax.vmap(one)(inits, pinned)
     value = _clipped_profile_ratio(poi_value, fits.value[1], fits.value[0], fits.x[0, poi], test_stat)
     return value, jnp.all(fits.converged)
 
 
-def _toy_statistics(poi_value, toys, model, settings, test_stat, options, batch_size):
+def _toy_statistics(poi_value, toys, model, settings: FitSettings, test_stat, batch_size):
+    setup = settings.resolve(model.config)
+
     def one(data):
-        return _statistic_and_status(poi_value, data, model, *settings, test_stat, options)
+        return _statistic_and_status(poi_value, data, model, setup, test_stat, settings.solver)
 
     return jax.lax.map(one, toys, batch_size=min(batch_size, toys.shape[0]))
 
@@ -87,13 +89,15 @@ def _toy_statistics(poi_value, toys, model, settings, test_stat, options, batch_
 def toy_test_statistics(
     poi_value,
     toys,
-    model: Model,
+    model: StatisticalModel,
     test_stat: str = "qtilde",
     init_pars=None,
     par_bounds=None,
     fixed_params=None,
     batch_size: int = 256,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
+    *,
+    settings: FitSettings | None = None,
 ):
     """The test statistic at ``poi_value`` on each of ``toys`` (``(n, ndata)``).
 
@@ -102,22 +106,21 @@ def toy_test_statistics(
     toys at a time (vmapped) to bound memory.
     """
     _check_test_stat(test_stat)
-    _poi_index(model)
+    settings = resolve_settings(settings, init_pars, par_bounds, fixed_params, options)
+    check_is_model(model)
+    poi_index(model)
+    check_against_model(settings, model.config)
     toys = jnp.asarray(toys, jnp.float64)
     if toys.ndim != 2 or toys.shape[1] != model.config.nmaindata + model.config.nauxdata:
         raise ValueError(
             f"toys must have shape (n_toys, {model.config.nmaindata + model.config.nauxdata}), got {toys.shape}"
         )
-    return _toy_statistics_jit(
-        jnp.asarray(poi_value, jnp.float64), toys, model, test_stat,
-        *as_arrays(init_pars, par_bounds, fixed_params), batch_size, options,
-    )
+    return _toy_statistics_jit(jnp.asarray(poi_value, jnp.float64), toys, model, test_stat, settings, batch_size)
 
 
 @eqx.filter_jit
-def _toy_statistics_jit(poi_value, toys, model, test_stat, init_pars, par_bounds, fixed_params, batch_size, options):
-    settings = _fit_settings(model, init_pars, par_bounds, fixed_params)
-    return _toy_statistics(poi_value, toys, model, settings, test_stat, options, batch_size)
+def _toy_statistics_jit(poi_value, toys, model, test_stat, settings, batch_size):
+    return _toy_statistics(poi_value, toys, model, settings, test_stat, batch_size)
 
 
 def _expected_band_error(cls_values, cls_exp, clb_values, n_toys, test_stat):
@@ -183,7 +186,7 @@ class ToyHypotestResult(eqx.Module):
 def hypotest_toys(
     poi_value,
     data,
-    model: Model,
+    model: StatisticalModel,
     key=0,
     n_toys: int = 2000,
     test_stat: str = "qtilde",
@@ -191,7 +194,9 @@ def hypotest_toys(
     par_bounds=None,
     fixed_params=None,
     batch_size: int = 256,
-    options: SolverOptions = SolverOptions(),
+    options: SolverOptions | None = None,
+    *,
+    settings: FitSettings | None = None,
 ) -> ToyHypotestResult:
     """Toy-based CLs for ``POI = poi_value`` (pyhf's ``hypotest`` with
     ``calctype="toybased"``, ``return_expected_set=True``).
@@ -209,14 +214,12 @@ def hypotest_toys(
     toy: CLs is undefined, use more toys) or if toy fits failed to converge.
     """
     _check_test_stat(test_stat)
-    _poi_index(model)
-    data = model.check_data(data)
+    settings = resolve_settings(settings, init_pars, par_bounds, fixed_params, options)
+    data = prepare_call(model, data, settings)
     if n_toys < 1:
         raise ValueError(f"n_toys must be positive, got {n_toys}")
-    result = _hypotest_toys(
-        jnp.asarray(poi_value, jnp.float64), data, model, as_key(key), n_toys, test_stat,
-        *as_arrays(init_pars, par_bounds, fixed_params), batch_size, options,
-    )
+    result = _hypotest_toys(jnp.asarray(poi_value, jnp.float64), data, model, as_key(key), n_toys, test_stat,
+                            settings, batch_size)
     _warn_if_unreliable(result, n_toys)
     return result
 
@@ -238,20 +241,17 @@ def _warn_if_unreliable(result: ToyHypotestResult, n_toys: int):
 
 
 @eqx.filter_jit
-def _hypotest_toys(poi_value, data, model, key, n_toys, test_stat, init_pars, par_bounds, fixed_params,
-                   batch_size, options):
+def _hypotest_toys(poi_value, data, model, key, n_toys, test_stat, settings: FitSettings, batch_size):
     poi = model.config.poi_index
-    init, lower, upper, fixed = settings = _fit_settings(model, init_pars, par_bounds, fixed_params)
+    setup = settings.resolve(model.config)
     alternative = 1.0 if test_stat == "q0" else 0.0
 
     # Generating parameters: the observed data fitted at the null and the alternative.
     generating_poi = jnp.stack([poi_value, jnp.asarray(alternative, jnp.float64)])
 
     def generating_fit(value):
-        return minimize(
-            twice_nll_objective, (model, data), init.at[poi].set(value), lower, upper,
-            fixed.at[poi].set(True), options, twice_nll_gradient_and_hessian,
-        )
+        return minimize_deviance(model, data, setup.init.at[poi].set(value), setup.lower, setup.upper,
+                                 setup.fixed.at[poi].set(True), settings.solver)
 
     generating = jax.vmap(generating_fit)(generating_poi)
     key_null, key_alt = jax.random.split(key)
@@ -259,9 +259,9 @@ def _hypotest_toys(poi_value, data, model, key, n_toys, test_stat, init_pars, pa
         sample_toys(key_null, model, generating.x[0], n_toys),
         sample_toys(key_alt, model, generating.x[1], n_toys),
     ])
-    statistics, toy_converged = _toy_statistics(poi_value, toys, model, settings, test_stat, options, batch_size)
+    statistics, toy_converged = _toy_statistics(poi_value, toys, model, settings, test_stat, batch_size)
     null, alt = statistics[:n_toys], statistics[n_toys:]
-    observed, observed_converged = _statistic_and_status(poi_value, data, model, *settings, test_stat, options)
+    observed, observed_converged = _statistic_and_status(poi_value, data, model, setup, test_stat, settings.solver)
 
     null_sorted, alt_sorted = jnp.sort(null), jnp.sort(alt)
     clsb = tail_fraction(null_sorted, observed)
