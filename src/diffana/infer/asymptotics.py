@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import log_ndtr, ndtr
 
+from diffana._util import safe_sqrt
 from diffana.infer.fit import FitResult, _fit_result, minimize_deviance, prepare_call
 from diffana.infer.minimize import SolverOptions
 from diffana.infer.protocol import StatisticalModel
@@ -28,12 +29,6 @@ TEST_STATISTICS = ("qtilde", "q", "q0")
 BASE_DISTRIBUTIONS = ("normal", "clipped_normal")
 # Expected bands in pyhf's order: from -2 sigma (lowest CLs / limit) to +2 sigma.
 EXPECTED_NSIGMA = jnp.array([2.0, 1.0, 0.0, -1.0, -2.0])
-
-
-def safe_sqrt(x):
-    """sqrt with a finite gradient at 0 (where the test statistic is clipped)."""
-    positive = x > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
 def _check_test_stat(test_stat: str, allowed=TEST_STATISTICS):

@@ -30,9 +30,9 @@ from diffana.infer.asymptotics import (
     expected_delta,
     log_cls_from_delta,
     prepare,
-    safe_sqrt,
     test_statistics,
 )
+from diffana._util import safe_sqrt
 from diffana.infer.fit import deviance_objective, prepare_call
 from diffana.infer.minimize import SolverOptions
 from diffana.infer.protocol import StatisticalModel, gradient_and_hessian
