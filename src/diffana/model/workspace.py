@@ -755,7 +755,7 @@ class Workspace:
         The measurement's POI and parameter configs (lumi auxdata/sigmas, bounds,
         inits, fixed) go to ``Model.from_spec(spec, poi_name=..., parameters=...)``.
         """
-        from diffana.model import Model
+        from diffana.model.model import Model
 
         extra = list(model_kwargs.pop("parameters", None) or [])
         if self.measurements:

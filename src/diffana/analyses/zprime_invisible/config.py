@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from diffana.analyses.zprime_invisible.names import REQUIRED_FEATURES, RESOLUTION_MODELS, SELECTION_NAMES
+from diffana.analyses.zprime_invisible.wide_width import WideWidthSettings
 from diffana.errors import ConfigError
 
 SHIPPED_CONFIGS = {
@@ -37,7 +39,7 @@ class AnalysisConfig:
     """Luminosity (fb⁻¹), trigger opening (deg), mass scan (GeV) and confidence level.
 
     ``resolution``: the σ(M²_rec) curve that spaces the hypotheses and sets the M² bin
-    width, one of ``samples.RESOLUTION_MODELS`` (``"published"``: 582 hypotheses
+    width, one of ``names.RESOLUTION_MODELS`` (``"published"``: 582 hypotheses
     from 0.01 to 8.5 GeV as in PRL 130, 231801; ``"table"``: the PHYSICS.md table).
     ``scan_structure``: ``"grouped"`` (one compiled limit scan per θ-bin count, the
     padding bins dropped) or ``"padded"`` (one compiled scan for all, padding masked);
@@ -290,8 +292,6 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     _require(a.mass_step > 0, f"{w}: [analysis] mass_step must be positive")
     _require(a.n_masses >= 0 and a.n_masses != 1, f"{w}: [analysis] n_masses must be 0 (all) or >= 2")
     _require(0 < a.cl < 1, f"{w}: [analysis] cl must lie in (0, 1), got {a.cl}")
-    from diffana.analyses.zprime_invisible.samples import RESOLUTION_MODELS
-
     _require(a.scan_chunk_bins >= 1, f"{w}: [analysis] scan_chunk_bins must be >= 1")
     _require(a.scan_structure in ("grouped", "padded"),
              f"{w}: [analysis] scan_structure must be 'grouped' or 'padded', got {a.scan_structure!r}")
@@ -337,11 +337,8 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
 
 
 def _validate_wide_width(ww: WideWidthConfig, w: str) -> None:
-    from diffana.analyses.zprime_invisible.selections import SELECTION_LABELS
-    from diffana.analyses.zprime_invisible.wide_width import WideWidthSettings
-
-    _require(ww.selection in SELECTION_LABELS,
-             f"{w}: [wide_width] selection must be one of {list(SELECTION_LABELS)}, got {ww.selection!r}")
+    _require(ww.selection in SELECTION_NAMES,
+             f"{w}: [wide_width] selection must be one of {list(SELECTION_NAMES)}, got {ww.selection!r}")
     try:
         WideWidthSettings(ww.relative_width, ww.window_bins, ww.half_width_resolutions, ww.half_width_widths)
     except ValueError as error:
@@ -373,8 +370,6 @@ def root_file_paths(config: Config, base_dir: Path) -> dict[str, Path]:
 
 
 def _validate_root_files(config: Config, base_dir: Path) -> None:
-    from diffana.analyses.zprime_invisible.samples import REQUIRED_FEATURES
-
     w = config.source
     files = config.samples.files
     unknown = sorted(set(files) - set(BACKGROUND_PROCESSES))

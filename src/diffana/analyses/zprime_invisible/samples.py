@@ -17,25 +17,17 @@ from typing import Callable
 import numpy as np
 
 from diffana.analyses.zprime_invisible.config import BACKGROUND_PROCESSES, Config, root_file_paths
-from diffana.physics import features as _features
-
-PUNZI_FEATURES = (
-    "muon_pt_wrt_thrust_cm",
-    "hard_muon_pt_wrt_soft_cm",
-    "hard_muon_pl_wrt_soft_cm",
-    "dimuon_pt_cm",
+# the feature names are defined in names.py (config validates against them) and kept
+# available here, where samples are made: samples.REQUIRED_FEATURES, …
+from diffana.analyses.zprime_invisible.names import (
+    ANALYSIS_FEATURES,
+    FIT_FEATURES,
+    PUNZI_FEATURES,
+    REQUIRED_FEATURES,
+    RESOLUTION_MODELS,
+    TAU_PLANE_FEATURES,
 )
-"""The four CM features of the Punzi-net selection (GeV)."""
-
-TAU_PLANE_FEATURES = ("recoil_pt_wrt_muon1_cm", "recoil_pt_wrt_muon2_cm")
-"""The 2018 τ-suppression plane: recoil pT w.r.t. each muon (GeV, CM)."""
-
-FIT_FEATURES = ("recoil_mass_squared", "recoil_theta_cm")
-"""The fitted variables: M²_rec (GeV²) × θ_rec^CM (deg)."""
-
-ANALYSIS_FEATURES = FIT_FEATURES + PUNZI_FEATURES + TAU_PLANE_FEATURES
-REQUIRED_FEATURES = tuple(dict.fromkeys(ANALYSIS_FEATURES + _features._PRESELECTION_INPUTS + ("weight",)))
-"""Columns a ROOT background file must provide (after the branch map)."""
+from diffana.physics import features as _features
 
 RESOLUTION_MASSES = np.array([0.1, 0.5, 1.0, 1.3, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
 RESOLUTION_SIGMAS = np.array([0.234, 0.262, 0.287, 0.339, 0.311, 0.271, 0.262, 0.243, 0.196, 0.158, 0.096, 0.050, 0.046])
@@ -60,15 +52,9 @@ The steps then run from 2.86 MeV (at 8.5 GeV) to 470 MeV (the first, from 0.01 G
 ≈ √0.23 GeV); the second step is 199 MeV, the paper's largest quoted step (202 MeV).
 """
 
-RESOLUTION_MODELS = ("published", "table")
-"""``published``: the curve reproducing the published 582-hypothesis scan
-(:data:`PUBLISHED_RESOLUTION_SIGMAS`); ``table``: the PHYSICS.md simulation table
-(:data:`RESOLUTION_SIGMAS`, 436 hypotheses from 0.01 to 8.5 GeV)."""
-
-
 def recoil_mass_squared_resolution(mass, model: str = "published") -> np.ndarray:
     """σ(M²_rec) in GeV² at Z' mass ``mass`` (GeV): linear interpolation of the
-    ``model``'s curve (:data:`RESOLUTION_MODELS`), constant beyond its ends."""
+    ``model``'s curve (:data:`names.RESOLUTION_MODELS`), constant beyond its ends."""
     mass = np.asarray(mass, float)
     if model == "published":
         return np.interp(mass**2, PUBLISHED_RESOLUTION_M2, PUBLISHED_RESOLUTION_SIGMAS)

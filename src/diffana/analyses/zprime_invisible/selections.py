@@ -29,18 +29,15 @@ import optax
 
 from diffana import objectives
 from diffana.analyses.zprime_invisible.fit import expected_median_limits
-from diffana.analyses.zprime_invisible.samples import PUNZI_FEATURES, TAU_PLANE_FEATURES
+from diffana.analyses.zprime_invisible.names import (
+    PUNZI_FEATURES,
+    SELECTION_LABELS,
+    SELECTION_NAMES,
+    TAU_PLANE_FEATURES,
+)
 from diffana.analyses.zprime_invisible.templates import analysis_templates
 from diffana.selection import MLP, Standardisation
 from diffana.train import train
-
-SELECTION_NAMES = ("cut_based", "mlp_bce", "punzi_net", "end_to_end")
-SELECTION_LABELS = {
-    "cut_based": "(a) cut-based (2018 τ plane)",
-    "mlp_bce": "(b) MLP, BCE",
-    "punzi_net": "(c) Punzi-net",
-    "end_to_end": "(d) end to end (expected limit)",
-}
 
 
 def tau_plane_score(features) -> np.ndarray:
