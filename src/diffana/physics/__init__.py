@@ -3,15 +3,17 @@
 Keep this file a flat list of imports, one per line, grouped by section.
 """
 
+# kinematics
+from diffana.physics.kinematics import boost
+from diffana.physics.kinematics import invariant_mass_squared
+from diffana.physics.kinematics import minkowski_dot
+from diffana.physics.kinematics import two_body_momentum
+
 # theory
 from diffana.physics import constants
-from diffana.physics.phase_space import invariant_mass_squared
-from diffana.physics.phase_space import lorentz_boost
-from diffana.physics.phase_space import minkowski_dot
 from diffana.physics.phase_space import random_rotation_matrices
 from diffana.physics.phase_space import sample_three_body_dalitz
 from diffana.physics.phase_space import sample_three_body_recoil
-from diffana.physics.phase_space import two_body_momentum
 from diffana.physics.theory import beam_four_momenta_cm
 from diffana.physics.theory import branching_fraction_invisible
 from diffana.physics.theory import coupling_upper_limit

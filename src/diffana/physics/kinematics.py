@@ -1,6 +1,8 @@
 """Four-vector kinematics for the Belle II generator: boosts, frames, angles.
 
-Four-momenta are arrays ``(..., 4)`` ordered ``(E, px, py, pz)`` in GeV. The lab
+The one home of diffana's four-vector algebra (the phase-space samplers and the
+theory use it too). Four-momenta are arrays ``(..., 4)`` ordered ``(E, px, py, pz)``
+in GeV, metric (+, −, −, −); velocities are ``(..., 3)`` in units of c. The lab
 frame has z along the solenoid axis (the electron-beam side), x in the ring
 plane; the beams cross at ±41.5 mrad to z. The centre-of-mass (CM) frame is the
 pure boost of the lab to zero total momentum followed by the rotation about y
@@ -39,7 +41,7 @@ def beam_four_momenta(electron_energy, positron_energy, half_crossing_angle=_bea
 
 
 def minkowski_dot(a, b):
-    """Minkowski product a·b = E_a E_b − p⃗_a·p⃗_b (GeV²)."""
+    """Minkowski product a·b = E_a E_b − p⃗_a·p⃗_b (GeV²) of four-vectors ``(..., 4)``."""
     return a[..., 0] * b[..., 0] - jnp.sum(a[..., 1:] * b[..., 1:], axis=-1)
 
 
@@ -49,8 +51,12 @@ def invariant_mass_squared(p):
 
 
 def boost(p, beta):
-    """Boost four-momenta ``p`` (…,4) by velocity ``beta`` (…,3): a particle at
-    rest ends up moving with ``beta``."""
+    """Boost four-momenta ``p`` (…,4) by velocity ``beta`` (…,3, units of c).
+
+    An active boost: a particle at rest ends up moving with +``beta``, and
+    ``boost(boost(p, beta), -beta)`` is ``p``. Leading axes broadcast.
+    """
+    beta = jnp.asarray(beta)
     beta2 = jnp.sum(beta * beta, axis=-1)
     gamma = 1.0 / jnp.sqrt(1.0 - beta2)
     bp = jnp.sum(beta * p[..., 1:], axis=-1)
@@ -221,7 +227,11 @@ def from_polar_cos_sin(magnitude, cos_theta, cos_phi, sin_phi, mass):
 
 
 def two_body_momentum(parent_mass, mass_a, mass_b):
-    """Momentum (GeV) of either daughter in a two-body decay at rest; 0 below threshold."""
+    """Momentum (GeV) of either daughter in the rest frame of a two-body decay.
+
+    |p*| = √λ(M², m_a², m_b²) / (2M), with λ factored as (M² − (m_a + m_b)²)(M² −
+    (m_a − m_b)²): exactly zero at threshold, zero (not NaN) below it.
+    """
     m2 = parent_mass**2
     lam = (m2 - (mass_a + mass_b) ** 2) * (m2 - (mass_a - mass_b) ** 2)
     return jnp.sqrt(jnp.clip(lam, 0.0, None)) / (2.0 * parent_mass)

@@ -1,7 +1,8 @@
-"""Relativistic kinematics and three-body phase-space samplers (pure JAX).
+"""Three-body phase-space samplers (pure JAX).
 
 Four-momenta are arrays ``(..., 4)`` ordered (E, px, py, pz) in GeV; the metric is
-(+, −, −, −). Phase space is the Lorentz-invariant
+(+, −, −, −); the four-vector algebra (boosts, invariant masses, two-body momenta) is
+:mod:`diffana.physics.kinematics`'s. Phase space is the Lorentz-invariant
 
     dΦ₃ = (2π)⁴ δ⁴(P − Σp) Π d³pᵢ / ((2π)³ 2Eᵢ),
 
@@ -23,52 +24,14 @@ import math
 import jax
 import jax.numpy as jnp
 
+from diffana.physics.kinematics import boost, two_body_momentum
+
 __all__ = [
-    "minkowski_dot",
-    "invariant_mass_squared",
-    "two_body_momentum",
-    "lorentz_boost",
     "random_rotation_matrices",
     "sample_three_body_dalitz",
     "sample_three_body_recoil",
     "dalitz_density",
 ]
-
-
-def minkowski_dot(a, b):
-    """Minkowski product a·b = a⁰b⁰ − a⃗·b⃗ of four-vectors ``(..., 4)`` (GeV²)."""
-    return a[..., 0] * b[..., 0] - jnp.sum(a[..., 1:] * b[..., 1:], axis=-1)
-
-
-def invariant_mass_squared(p):
-    """Invariant mass squared p² (GeV²) of four-momenta ``(..., 4)``."""
-    return minkowski_dot(p, p)
-
-
-def two_body_momentum(parent_mass, mass_1, mass_2):
-    """Momentum (GeV) of either daughter in the rest frame of a two-body decay.
-
-    |p*| = √λ(M², m₁², m₂²) / (2M); zero (not NaN) at and below threshold.
-    """
-    m0s, m1s, m2s = parent_mass**2, mass_1**2, mass_2**2
-    kallen = m0s**2 + m1s**2 + m2s**2 - 2.0 * (m0s * m1s + m0s * m2s + m1s * m2s)
-    return jnp.sqrt(jnp.maximum(kallen, 0.0)) / (2.0 * parent_mass)
-
-
-def lorentz_boost(p, beta):
-    """Boost four-momenta ``p (..., 4)`` by velocity ``beta (..., 3)`` (units of c).
-
-    A particle at rest ends up with velocity +beta (active boost).
-    """
-    beta = jnp.asarray(beta)
-    beta2 = jnp.sum(beta**2, axis=-1)
-    gamma = 1.0 / jnp.sqrt(1.0 - beta2)
-    bp = jnp.sum(beta * p[..., 1:], axis=-1)
-    # (γ−1)/β² written as γ²/(γ+1) so that beta → 0 is regular.
-    coefficient = gamma**2 / (gamma + 1.0)
-    energy = gamma * (p[..., 0] + bp)
-    momentum = p[..., 1:] + (coefficient * bp + gamma * p[..., 0])[..., None] * beta
-    return jnp.concatenate([energy[..., None], momentum], axis=-1)
 
 
 def random_rotation_matrices(key, n):
@@ -253,8 +216,8 @@ def sample_three_body_recoil(key, n, sqrt_s, masses):
         [jnp.sqrt(p_pair**2 + m2**2)[:, None], -p_pair[:, None] * direction_1], -1
     )
     beta_pair = -vec3 / e12[:, None]
-    q1 = lorentz_boost(q1, beta_pair)
-    q2 = lorentz_boost(q2, beta_pair)
+    q1 = boost(q1, beta_pair)
+    q2 = boost(q2, beta_pair)
     k = jnp.concatenate([e3[:, None], vec3], -1)
     momenta = jnp.stack([q1, q2, k], axis=1)
     weights = (hi - lo) / (2.0 * math.pi) * p_star / (4.0 * math.pi * sqrt_s) * p_pair / (

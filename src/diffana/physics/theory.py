@@ -24,11 +24,8 @@ import numpy as np
 
 from diffana._util import is_concrete
 from diffana.physics import constants as C
-from diffana.physics.phase_space import (
-    minkowski_dot,
-    sample_three_body_dalitz,
-    sample_three_body_recoil,
-)
+from diffana.physics.kinematics import minkowski_dot
+from diffana.physics.phase_space import sample_three_body_dalitz, sample_three_body_recoil
 
 __all__ = [
     "partial_width_leptons",
