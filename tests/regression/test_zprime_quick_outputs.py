@@ -1,0 +1,42 @@
+"""Regression: the flagship's --quick seed-1 limits against a stored run.
+
+``data/zprime_quick_seed1_limits.csv`` is ``limits.csv`` of ``diffana
+zprime-invisible --quick --seed 1`` at commit 1d90dc8 (2026-12-02, before the
+inference-core refactor of issue #16). A change that is meant to leave behaviour
+alone (a refactor, a speed-up) must reproduce it to fit precision; a change that is
+meant to move the numbers (new physics, a new default) regenerates the file with
+that command and says so in its commit message. Slow (4–7 minutes on 2 cores).
+"""
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REFERENCE = Path(__file__).parent / "data" / "zprime_quick_seed1_limits.csv"
+# Limits solve CLs = 0.1 to a relative 1e-10 and the trainings are deterministic
+# float64 programs: differences above this are behaviour, not round-off.
+RTOL = 1e-6
+
+
+def _read(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.slow
+def test_quick_seed_1_limits_are_unchanged(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "diffana.cli", "zprime-invisible", "--quick", "--seed", "1",
+                          "--output", str(tmp_path)], capture_output=True, text=True, timeout=3600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    ours, reference = _read(tmp_path / "limits.csv"), _read(REFERENCE)
+    assert [r["selection"] for r in ours] == [r["selection"] for r in reference]
+    assert [r["converged"] for r in ours] == [r["converged"] for r in reference]
+    for column in reference[0]:
+        if column in ("selection", "converged"):
+            continue
+        np.testing.assert_allclose([float(r[column]) for r in ours], [float(r[column]) for r in reference],
+                                   rtol=RTOL, atol=1e-12, err_msg=column)
