@@ -39,6 +39,7 @@ _SUBMODULES = (
 # Flat names for the things every analysis uses, in the style of optax/equinox.
 _EXPORTS = {
     "Model": "model",
+    "CountingModel": "model",
     "DiffanaError": "errors",
     "InvalidModel": "errors",
     "WorkspaceError": "errors",

@@ -1,5 +1,6 @@
 """The binned statistical model (HistFactory semantics, pyhf-compatible)."""
 
+from diffana.model.counting import CountingConfig, CountingModel, LogNormalNuisance
 from diffana.model.interpolation import (
     histosys_code0,
     histosys_code4p,
@@ -22,8 +23,11 @@ from diffana.model.patchset import (
 from diffana.model.workspace import Workspace, WorkspaceError, load_workspace, to_workspace
 
 __all__ = [
+    "CountingConfig",
+    "CountingModel",
     "GroupMember",
     "InvalidModel",
+    "LogNormalNuisance",
     "Model",
     "ModelConfig",
     "NamedPatch",
