@@ -1,14 +1,23 @@
-"""The shape of diffana's imports: no import cycles between its modules.
+"""The shape of diffana's imports: no import cycles, no import side effects.
 
 The graph is read from the source with ``ast`` — every import statement, also those
 inside functions (a function-level import that closes a cycle only hides it until a
 refactor moves it to the top) — so the test needs nothing imported and sees modules
 no other test loads.
+
+Importing diffana may switch JAX to float64 and nothing else: the side-effect test
+imports every module in a fresh interpreter and checks that matplotlib's backend is
+untouched and that nothing is compiled with XLA (a compile at import costs every
+user, also those who never call the function it serves).
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import diffana
@@ -21,6 +30,48 @@ ALLOWED_CYCLES = {
     frozenset({"diffana.model.curvature", "diffana.model.model"}): "Hessian ↔ Poisson term",  # both in the modifiers refactor
 }
 """Pairs of modules that may import each other (both directions), with the reason."""
+
+ALLOWED_IMPORT_COMPILES = {
+    "physics/features.py": "NOMINAL_CM_BETA, _ANGLE, _SQRT_S: the beams' CM frame computed with jnp",
+    "infer/asymptotics.py": "EXPECTED_NSIGMA = jnp.array([...]) (jnp.array of a list compiles)",
+    "model/interpolation.py": "_CODE4_INVERSE = jnp.array([...])",
+}
+"""Modules whose top-level code still compiles (small programs for module constants),
+with the reason; each could build its constants with numpy instead."""
+
+_IMPORT_PROBE = r"""
+import importlib, json, sys, traceback
+import jax.monitoring
+import matplotlib
+
+package_root, names = sys.argv[1], sys.argv[2:]
+compiled_in = []
+
+
+def on_event(event, *args, **kwargs):
+    if event.startswith("/jax/core/compile/"):
+        tops = [f.filename for f in traceback.extract_stack() if f.name == "<module>" and f.filename.startswith(package_root)]
+        compiled_in.append(tops[-1][len(package_root) + 1:] if tops else "(not at import)")
+
+
+def backend():
+    # the stored value: reading rcParams["backend"] would resolve (and so fix) the backend
+    return dict.__getitem__(matplotlib.rcParams, "backend")
+
+
+jax.monitoring.register_event_duration_secs_listener(on_event)
+before = backend()
+import diffana
+compiled_by_import_diffana = len(compiled_in)
+import diffana.plot
+backend_kept_by_plot = backend() is before
+for name in names:
+    importlib.import_module(name)
+print(json.dumps({"compiled_by_import_diffana": compiled_by_import_diffana,
+                  "backend_kept_by_plot": backend_kept_by_plot,
+                  "backend_kept": backend() is before,
+                  "compiled_in": sorted(set(compiled_in))}))
+"""
 
 
 def module_name(path: Path) -> str:
@@ -151,3 +202,18 @@ def test_every_allowed_cycle_still_exists():
 
 def _import_each_other(graph, first, second) -> bool:
     return second in graph[first] and first in graph[second]
+
+
+def test_importing_diffana_keeps_the_backend_and_compiles_nothing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "DISPLAY", "WAYLAND_DISPLAY")}
+    env["MPLCONFIGDIR"] = str(tmp_path)  # no user matplotlibrc choosing a backend
+    names = [name for name in all_modules() if not name.endswith("__main__")]  # __main__ runs a command
+    run = subprocess.run([sys.executable, "-c", _IMPORT_PROBE, str(PACKAGE_ROOT), *names],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["compiled_by_import_diffana"] == 0
+    assert found["backend_kept_by_plot"], "importing diffana.plot changed matplotlib's backend"
+    assert found["backend_kept"], "importing some diffana module changed matplotlib's backend"
+    unexpected = sorted(set(found["compiled_in"]) - set(ALLOWED_IMPORT_COMPILES))
+    assert not unexpected, f"modules that compile with XLA at import: {unexpected}"

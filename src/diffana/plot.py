@@ -4,16 +4,16 @@
 - :func:`stacked_histogram`: stacked background templates with a signal overlay.
 - :func:`training_curves`: loss against step for several trainings.
 
-Each draws on a given ``ax`` (or a new one) and returns the axes.
+Each draws on a given ``ax`` (or a new one) and returns the axes. Importing this
+module leaves matplotlib's backend alone (a notebook keeps its inline figures);
+without a display matplotlib falls back to Agg by itself, and ``diffana
+zprime-invisible`` selects Agg, as it only writes files.
 """
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: these plots are written to files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def _axes(ax):

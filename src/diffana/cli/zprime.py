@@ -45,6 +45,17 @@ def run(args) -> int:
         raise CommandError(f"--seed must be non-negative, got {args.seed}")
     from diffana.analyses.zprime_invisible.pipeline import run_analysis
 
+    if not args.no_plots:
+        _draw_to_files_only()
     # diffana.cli.main has turned on the persistent compilation cache.
     run_analysis(config, args.output, seed=args.seed, make_plots=not args.no_plots)
     return 0
+
+
+def _draw_to_files_only() -> None:
+    """Select matplotlib's Agg backend: this command only writes PNG files, and Agg
+    needs no display (an interactive backend would start a GUI toolkit for nothing).
+    Done here, not at the import of diffana.plot, so a notebook keeps its backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")

@@ -14,7 +14,7 @@ detector (:mod:`diffana.physics.detector`) and reconstruct the features
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cache
 from typing import Callable
 
 import jax
@@ -146,7 +146,8 @@ def _cpu_compiler_options():
     ~40 library calls that each stream their arrays through memory, and the
     pipeline ran 1.3–2× slower (benchmarks/bench_generator.py). The option only
     affects how the same computation is compiled (results unchanged); it is
-    dropped if this jaxlib does not know it.
+    dropped if this jaxlib does not know it. Finding that out compiles a tiny
+    program, so this runs at the first :func:`simulate`, not at import.
     """
     options = {"xla_cpu_experimental_ynn_fusion_type": ""}
     try:
@@ -156,11 +157,16 @@ def _cpu_compiler_options():
     return options
 
 
-@partial(
-    jax.jit,
-    static_argnames=("process", "n_events", "beam_energy_spread", "signal_sampler", "signal_isr", "bias"),
-    compiler_options=_cpu_compiler_options(),
-)
+@cache
+def _jitted_simulate():
+    """:func:`_simulate_features` jitted with :func:`_cpu_compiler_options`, built once, on first use."""
+    return jax.jit(
+        _simulate_features,
+        static_argnames=("process", "n_events", "beam_energy_spread", "signal_sampler", "signal_isr", "bias"),
+        compiler_options=_cpu_compiler_options(),
+    )
+
+
 def simulate(
     key,
     process: str,
@@ -185,6 +191,12 @@ def simulate(
     ``bias`` (backgrounds): importance-sampled generation, the density ratio
     p/q multiplied into ``relative_weight`` (:mod:`diffana.physics.bias`).
     """
+    return _jitted_simulate()(key, process, n_events, mass, detector, beam_energy_spread, signal_sampler,
+                              signal_isr, bias)
+
+
+def _simulate_features(key, process, n_events, mass, detector, beam_energy_spread, signal_sampler, signal_isr, bias):
+    """The traced body of :func:`simulate` (same arguments)."""
     k_beam, k_gen, k_det = jax.random.split(key, 3)
     electron, positron = _beams(k_beam, n_events, beam_energy_spread and process != "signal")
     beta, angle = kin.cm_frame(electron, positron)
