@@ -30,6 +30,7 @@ import warnings
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from diffana.infer.asymptotics import _check_test_stat, _clipped_profile_ratio
 from diffana.infer.fit import minimize_deviance, poi_index, prepare_call
@@ -38,7 +39,7 @@ from diffana.infer.protocol import StatisticalModel, check_is_model
 from diffana.infer.settings import FitSettings, ParameterSetup, check_against_model, resolve_settings
 
 # Percentiles of the normal distribution at -2, -1, 0, +1, +2 sigma (pyhf's values).
-NORMAL_PERCENTILES = jnp.array([2.27501319, 15.86552539, 50.0, 84.13447461, 97.72498681])
+NORMAL_PERCENTILES = np.array([2.27501319, 15.86552539, 50.0, 84.13447461, 97.72498681])
 
 
 def as_key(key) -> jax.Array:
