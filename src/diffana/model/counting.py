@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffana._util import is_concrete
 from diffana.model.model import InvalidModel, _poisson_log_ratio, _poisson_saturated_logpdf
 
 POI_INDEX = 0
@@ -73,14 +74,10 @@ class LogNormalNuisance:
     background_kappa: float = 1.0
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
 def _scalar(value, argument: str, meaning: str, *, positive: bool) -> jax.Array:
     """``value`` as a float64 scalar; a one-line InvalidModel naming ``argument`` if
     it is concrete and not finite, or not > 0 (``positive``) or not ≥ 0."""
-    if _is_concrete(value):
+    if is_concrete(value):
         try:
             number = np.asarray(value, dtype=np.float64)
         except (TypeError, ValueError):
@@ -100,7 +97,7 @@ def _bounds(value, argument: str) -> tuple[jax.Array, jax.Array]:
         low, high = value
     except (TypeError, ValueError):
         raise InvalidModel(f"{argument} must be a pair (lower, upper), got {value!r}") from None
-    if _is_concrete(low) and _is_concrete(high):
+    if is_concrete(low) and is_concrete(high):
         low_f, high_f = float(low), float(high)
         if not (math.isfinite(low_f) and math.isfinite(high_f) and low_f < high_f):
             raise InvalidModel(f"{argument} must be finite with lower < upper, got ({low_f!r}, {high_f!r})")
@@ -119,7 +116,7 @@ def _check_nuisance(nuisance: LogNormalNuisance, index: int, taken: set) -> None
     kappas = {"signal_kappa": nuisance.signal_kappa, "background_kappa": nuisance.background_kappa}
     for field, kappa in kappas.items():
         _scalar(kappa, f"{where}.{field}", f"log-normal spread of {nuisance.name!r}", positive=True)
-    if all(_is_concrete(k) and float(k) == 1.0 for k in kappas.values()):
+    if all(is_concrete(k) and float(k) == 1.0 for k in kappas.values()):
         raise InvalidModel(
             f"{where} ({nuisance.name!r}) has signal_kappa = background_kappa = 1: it changes nothing; drop it"
         )
@@ -268,7 +265,7 @@ class CountingModel(eqx.Module):
         if background_bounds is None:
             background_bounds = (0.0, 10.0 * (b0 + 10.0))
         b_low, b_high = _bounds(background_bounds, "background_bounds")
-        if _is_concrete(b_low) and float(b_low) < 0:
+        if is_concrete(b_low) and float(b_low) < 0:
             raise InvalidModel(f"background_bounds must start at >= 0 (b0 is an event count), got {float(b_low)!r}")
         poi_init = _scalar(poi_init, "poi_init", "start value of the POI", positive=False)
         n = len(nuisances)
@@ -451,7 +448,7 @@ class CountingModel(eqx.Module):
                 f"[n_sr, n_off] followed by {self.config.nauxdata} auxiliary data "
                 f"(one per nuisance: {self.config.nuisance_names}); build it with model.observed_data(n_sr, n_off)"
             )
-        if _is_concrete(data):
+        if is_concrete(data):
             values = np.asarray(data)
             labels = ["n_sr", "n_off"] + [f"aux[{name}]" for name in self.config.nuisance_names]
             bad = [labels[i] for i in np.flatnonzero(~np.isfinite(values))]
