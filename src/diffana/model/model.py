@@ -23,7 +23,6 @@ staterror, and Poisson ("Gamma") constraints for shapesys.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import Any, Mapping, Sequence
@@ -33,11 +32,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffana.model.builder import build_model
 from diffana.model.interpolation import HISTOSYS, NORMSYS
-
-MODIFIER_TYPES = ("histosys", "lumi", "normfactor", "normsys", "shapefactor", "shapesys", "staterror")
-PER_BIN_TYPES = ("shapefactor", "shapesys", "staterror")
-_GAUSSIAN = ("histosys", "lumi", "normsys", "staterror")
+from diffana.model.structure import (  # noqa: F401  (re-exported: read from here)
+    MODIFIER_TYPES,
+    PER_BIN_TYPES,
+    HessianColouring,
+    ModelConfig,
+    ModelStructure,
+    ParameterSet,
+)
 
 
 from diffana.errors import InvalidModel
@@ -45,198 +49,6 @@ from diffana.errors import InvalidModel
 
 def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
-
-
-def _as_float_array(values, where: str):
-    """Convert template values to a float64 array; NaN and negative yields are rejected
-    when the values are concrete (tracers are checked by ``Model.check`` at run time)."""
-    if isinstance(values, jax.core.Tracer):
-        return values.astype(jnp.float64) if values.ndim == 1 else _bad_shape(where, values.shape)
-    try:
-        array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as error:
-        raise InvalidModel(f"{where}: expected a list of numbers, got {values!r}") from error
-    if array.ndim != 1:
-        _bad_shape(where, array.shape)
-    if not np.all(np.isfinite(array)):
-        bad = np.flatnonzero(~np.isfinite(array)).tolist()
-        raise InvalidModel(f"{where}: non-finite values (NaN or inf) in bins {bad}")
-    return jnp.asarray(array)
-
-
-def _bad_shape(where, shape):
-    raise InvalidModel(f"{where}: expected a one-dimensional list of bin values, got shape {tuple(shape)}")
-
-
-def _check_non_negative(array, where: str):
-    if _is_concrete(array) and np.any(np.asarray(array) < 0):
-        bad = np.flatnonzero(np.asarray(array) < 0).tolist()
-        raise InvalidModel(f"{where}: negative yields in bins {bad}")
-
-
-@dataclasses.dataclass(frozen=True)
-class ParameterSet:
-    """One named parameter (or one per bin, for shapesys/staterror/shapefactor)."""
-
-    name: str
-    kind: str  # a modifier type
-    n_parameters: int
-    channel: str | None  # per-bin kinds: the channel whose bins they follow
-
-    @property
-    def constrained(self) -> bool:
-        return self.kind not in ("normfactor", "shapefactor")
-
-
-class _Structure:
-    """The static (non-traced) part of a model: index maps and names.
-
-    Hashable by content, so a model can be a static argument and jit caches are
-    shared between models of the same structure.
-    """
-
-    def __init__(self, **fields):
-        self.__dict__.update(fields)
-        self._key = tuple(
-            (k, v.tobytes() + str(v.shape).encode() if isinstance(v, np.ndarray) else v)
-            for k, v in sorted(fields.items())
-        )
-
-    def __hash__(self):
-        return hash(self._key)
-
-    def __eq__(self, other):
-        return isinstance(other, _Structure) and self._key == other._key
-
-
-class HessianColouring:
-    """Static plan for the sparse Hessian (see ``Model.twice_nll_hessian``).
-
-    ``directions`` (K, P): one unit vector per global parameter, then one summed
-    vector per colour of per-bin parameters; ``column_colour`` (P,): the row of
-    ``directions`` whose product holds column i; ``per_bin_mask`` (P, P): structural
-    non-zeros among per-bin parameters (they share a bin).
-    """
-
-    def __init__(self, affects: np.ndarray, per_bin: np.ndarray):
-        n_pars = affects.shape[0]
-        global_index = np.flatnonzero(~per_bin)
-        colour = np.full(n_pars, -1)
-        # Greedy colouring: per-bin parameters sharing a bin get different colours.
-        used_by_bin: dict[int, set] = {}
-        for i in np.flatnonzero(per_bin):
-            bins = np.flatnonzero(affects[i])
-            taken = set().union(*(used_by_bin.get(b, set()) for b in bins))
-            c = 0
-            while c in taken:
-                c += 1
-            colour[i] = c
-            for b in bins:
-                used_by_bin.setdefault(b, set()).add(c)
-        n_colours = int(colour.max() + 1) if per_bin.any() else 0
-        directions = np.zeros((len(global_index) + n_colours, n_pars))
-        directions[np.arange(len(global_index)), global_index] = 1.0
-        column_colour = np.zeros(n_pars, dtype=np.int64)
-        column_colour[global_index] = np.arange(len(global_index))
-        for i in np.flatnonzero(per_bin):
-            directions[len(global_index) + colour[i], i] = 1.0
-            column_colour[i] = len(global_index) + colour[i]
-        shares_bin = (affects.astype(np.int64) @ affects.T.astype(np.int64)) > 0
-        self.n_global = len(global_index)
-        self.global_index = global_index
-        self.directions = directions
-        self.column_colour = column_colour
-        self.per_bin_mask = (shares_bin & per_bin[:, None] & per_bin[None, :]).astype(np.float64)
-        # Each per-bin row must meet at most one parameter of each colour.
-        for c in range(n_colours):
-            members = (colour == c) & per_bin
-            assert np.all(shares_bin[np.ix_(per_bin, members)].sum(axis=1) <= 1)
-
-
-class ModelConfig(eqx.Module):
-    """Parameter bookkeeping, with pyhf's names: ``suggested_init`` and friends."""
-
-    init: jax.Array  # (P,)
-    lower: jax.Array  # (P,)
-    upper: jax.Array  # (P,)
-    fixed: jax.Array  # (P,) bool
-    auxdata_values: jax.Array  # (A,)
-    structure: _Structure = eqx.field(static=True)
-
-    @property
-    def parameters(self) -> list[str]:
-        """Names of the parameter sets, in order."""
-        return [p.name for p in self.structure.parameter_sets]
-
-    @property
-    def par_names(self) -> list[str]:
-        """One label per scalar parameter (``name[i]`` for per-bin sets), as pyhf."""
-        names = []
-        for p in self.structure.parameter_sets:
-            if p.n_parameters == 1 and p.kind not in PER_BIN_TYPES:
-                names.append(p.name)
-            else:
-                names.extend(f"{p.name}[{i}]" for i in range(p.n_parameters))
-        return names
-
-    @property
-    def npars(self) -> int:
-        return int(self.structure.n_parameters)
-
-    @property
-    def poi_index(self) -> int | None:
-        return self.structure.poi_index
-
-    @property
-    def poi_name(self) -> str | None:
-        return self.structure.poi_name
-
-    @property
-    def channels(self) -> list[str]:
-        return list(self.structure.channel_names)
-
-    @property
-    def samples(self) -> list[str]:
-        return list(self.structure.sample_names)
-
-    @property
-    def channel_nbins(self) -> dict[str, int]:
-        return dict(zip(self.structure.channel_names, self.structure.channel_nbins))
-
-    @property
-    def nmaindata(self) -> int:
-        return int(sum(self.structure.channel_nbins))
-
-    @property
-    def nauxdata(self) -> int:
-        return int(self.structure.n_aux)
-
-    @property
-    def auxdata(self) -> jax.Array:
-        return self.auxdata_values
-
-    def par_slice(self, name: str) -> slice:
-        try:
-            return self.structure.slices[name]
-        except KeyError:
-            raise KeyError(f"no parameter named {name!r}; the model has {self.parameters}") from None
-
-    def suggested_init(self) -> jax.Array:
-        return self.init
-
-    def suggested_bounds(self) -> jax.Array:
-        return jnp.stack([self.lower, self.upper], axis=-1)
-
-    def suggested_fixed(self) -> jax.Array:
-        return self.fixed
-
-    def poi_bounds(self) -> tuple[float, float]:
-        """The POI's (lower, upper) bounds as Python floats, for argument checks
-        outside ``jit``. Raises if the model has no POI."""
-        if self.poi_index is None:
-            raise ValueError("this model has no parameter of interest; build it with poi_name=...")
-        low, high = self.suggested_bounds()[self.poi_index]
-        return float(low), float(high)
 
 
 class Model(eqx.Module):
@@ -257,7 +69,7 @@ class Model(eqx.Module):
     gaussian_sigma: jax.Array  # (G,) widths of the Gaussian constraints
     poisson_rate_factor: jax.Array  # (Q,) tau of the shapesys Poisson constraints
     config: ModelConfig
-    structure: _Structure = eqx.field(static=True)
+    structure: ModelStructure = eqx.field(static=True)
 
     # --- construction -------------------------------------------------------------
 
@@ -285,8 +97,6 @@ class Model(eqx.Module):
             normsys_interp: ``"code4"`` (default, as pyhf) or ``"code1"``.
             histosys_interp: ``"code4p"`` (default, as pyhf) or ``"code0"``.
         """
-        from diffana.model.builder import build_model
-
         return build_model(
             cls,
             spec,
