@@ -203,13 +203,11 @@ def rate_derivatives(model, pars):
 def deviance_gradient_and_hessian(model, pars, data):
     """Gradient (P,) and exact Hessian (P, P) of ``model.deviance(pars, data)`` from
     the structure (see the module docstring)."""
-    from diffana.model.model import _poisson_log_ratio
-
     pars = jnp.asarray(pars, jnp.float64)
     data = jnp.asarray(data, jnp.float64)
     main, aux = model._split_data(data)
     rates, jacobian, weighted_hessian = rate_derivatives(model, pars)
-    _, d1, d2 = _univariate_derivatives(lambda lam: -2.0 * _poisson_log_ratio(main, lam), rates)
+    _, d1, d2 = _univariate_derivatives(lambda lam: -2.0 * model._main_log_ratio(main, lam), rates)
     gradient = jacobian.T @ d1
     hessian = jacobian.T @ (d2[:, None] * jacobian) + weighted_hessian(d1)
 

@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffana.model import curvature
 from diffana.model.builder import build_model
 from diffana.model.interpolation import HISTOSYS, NORMSYS
 from diffana.model.structure import (  # noqa: F401  (re-exported: read from here)
@@ -234,6 +235,13 @@ class Model(eqx.Module):
             total += jnp.sum(_poisson_saturated_logpdf(auxdata[s.poisson_aux_index]))
         return total
 
+    @staticmethod
+    def _main_log_ratio(maindata, rates):
+        """Per main bin, log Poisson(n | rate) − log Poisson(n | n)
+        (:func:`_poisson_log_ratio`); :mod:`~diffana.model.curvature` differentiates
+        it through the model, so that it need not import this module."""
+        return _poisson_log_ratio(maindata, rates)
+
     def _split_data(self, data):
         n_main = self.config.nmaindata
         return data[:n_main], data[n_main:]
@@ -265,8 +273,6 @@ class Model(eqx.Module):
         Hessian-vector products (:meth:`coloured_gradient_and_hessian`; cheapest when
         most parameters act on one bin each, such as per-bin shapesys templates).
         """
-        from diffana.model import curvature
-
         if curvature.structural_hessian_is_cheaper(self.structure):
             return curvature.deviance_gradient_and_hessian(self, pars, data)
         return self.coloured_gradient_and_hessian(pars, data)
