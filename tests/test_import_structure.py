@@ -25,10 +25,7 @@ import diffana
 PACKAGE_ROOT = Path(diffana.__file__).resolve().parent
 """``src/diffana``."""
 
-ALLOWED_CYCLES = {
-    frozenset({"diffana.model.builder", "diffana.model.model"}): "from_spec ↔ builder",  # removed by the modifiers refactor
-    frozenset({"diffana.model.curvature", "diffana.model.model"}): "Hessian ↔ Poisson term",  # both in the modifiers refactor
-}
+ALLOWED_CYCLES: dict = {}
 """Pairs of modules that may import each other (both directions), with the reason."""
 
 ALLOWED_IMPORT_COMPILES = {
