@@ -30,7 +30,6 @@ ALLOWED_CYCLES: dict = {}
 
 ALLOWED_IMPORT_COMPILES = {
     "physics/features.py": "NOMINAL_CM_BETA, _ANGLE, _SQRT_S: the beams' CM frame computed with jnp",
-    "model/interpolation.py": "_CODE4_INVERSE = jnp.array([...])",
 }
 """Modules whose top-level code still compiles (small programs for module constants),
 with the reason; each could build its constants with numpy instead."""

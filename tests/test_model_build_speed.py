@@ -28,6 +28,8 @@ import diffana  # noqa: F401  (float64)
 from diffana.model import Model, load_workspace
 from diffana.model import builder as builder_module
 from diffana.model import model as model_module
+from diffana.model.modifiers import histosys as histosys_module
+from diffana.model.modifiers import values as values_module
 from diffana.model import workspace as workspace_module
 
 # ------------------------------------------------------------------ documents
@@ -244,6 +246,8 @@ def _count_jax_work(monkeypatch, build):
     with monkeypatch.context() as patch:
         patch.setattr(builder_module, "jnp", _Counting(calls))
         patch.setattr(model_module, "jnp", _Counting(calls))
+        patch.setattr(values_module, "jnp", _Counting(calls))
+        patch.setattr(histosys_module, "jnp", _Counting(calls))
         patch.setattr(core.EvalTrace, "process_primitive", counted)
         model = build()
     return model, calls, primitives

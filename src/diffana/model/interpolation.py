@@ -15,6 +15,7 @@ All functions broadcast over ``alpha`` and the template arrays.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 NORMSYS_CODES = ("code1", "code4")
 HISTOSYS_CODES = ("code0", "code4p")
@@ -22,7 +23,7 @@ HISTOSYS_CODES = ("code0", "code4p")
 # Inverse of the 6x6 system that matches value, first and second derivative of the
 # polynomial to the exponential branches at alpha = +-1 (alpha0 = 1, see pyhf's
 # interpolators/code4.py for the derivation).
-_CODE4_INVERSE = jnp.array(
+_CODE4_INVERSE = np.array(  # numpy: no XLA compile at import
     [
         [15.0 / 16, -15.0 / 16, -7.0 / 16, -7.0 / 16, 1.0 / 16, -1.0 / 16],
         [3.0 / 2, 3.0 / 2, -9.0 / 16, 9.0 / 16, 1.0 / 16, 1.0 / 16],

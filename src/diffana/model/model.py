@@ -45,11 +45,8 @@ from diffana.model.structure import (  # noqa: F401  (re-exported: read from her
 )
 
 
+from diffana._util import is_concrete
 from diffana.errors import InvalidModel
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 class Model(eqx.Module):
@@ -340,7 +337,7 @@ class Model(eqx.Module):
                 f"{self.config.nmaindata} main bins (channels {self.config.channel_nbins}) "
                 f"followed by {self.config.nauxdata} auxiliary data"
             )
-        if _is_concrete(data):
+        if is_concrete(data):
             values = np.asarray(data)
             if not np.all(np.isfinite(values)):
                 bad = np.flatnonzero(~np.isfinite(values)).tolist()

@@ -15,11 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from diffana._util import is_concrete
 from diffana.errors import InvalidModel
-
-
-def is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 def traced(value) -> bool:
