@@ -14,7 +14,7 @@ The output (``tests/data/atlas_erjr_pyhf_reference.json`` unless ``--output``) i
 rewritten after every patch, so an interrupted run loses at most the patches in
 progress; a rerun computes only what the file lacks (patches, or steps of a patch;
 ``--redo`` recomputes everything). ``--print-hypotests PATCH`` prints the two
-hypotests of one patch, computed now, and writes nothing (tests/test_atlas_published.py
+hypotests of one patch, computed now, and writes nothing (tests/validation/test_atlas_published.py
 compares them with the stored ones).
 
 What is computed, per patch, with pyhf (numpy backend, default scipy/SLSQP optimizer):

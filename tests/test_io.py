@@ -13,7 +13,7 @@ from diffana import io
 def generated_tautau():
     from diffana.physics import generate
 
-    # same size as tests/test_generator.py: the compiled pipeline is shared in one session
+    # same size as tests/physics/test_generator.py: the compiled pipeline is shared in one session
     return generate("tautau", luminosity=1.0, n_events=100_000, seed=3)
 
 

@@ -22,7 +22,7 @@ from diffana import infer
 from diffana.model.workspace import load_workspace, to_workspace
 
 DATA = Path(os.environ.get("DIFFANA_VALIDATION_CASES",
-                           Path(__file__).parent / "data" / "pyhf_validation_cases.json"))
+                           Path(__file__).parents[1] / "data" / "pyhf_validation_cases.json"))
 
 CASES = json.loads(DATA.read_text()) if DATA.exists() else []
 

@@ -22,7 +22,7 @@ import diffana  # noqa: F401  (float64)
 from conftest import atlas_erjr_dir
 from diffana.model import Model, curvature, load_workspace
 
-VALIDATION = json.loads((Path(__file__).parent / "data" / "pyhf_validation_cases.json").read_text())
+VALIDATION = json.loads((Path(__file__).parents[1] / "data" / "pyhf_validation_cases.json").read_text())
 RTOL = 1e-11
 
 

@@ -51,7 +51,7 @@ from diffana import infer
 from diffana.model import load_workspace
 
 DATA_DIR = Path(atlas_erjr_dir())
-REFERENCE_FILE = Path(__file__).parent / "data" / "atlas_erjr_pyhf_reference.json"
+REFERENCE_FILE = Path(__file__).parents[1] / "data" / "atlas_erjr_pyhf_reference.json"
 REFERENCE = json.loads(REFERENCE_FILE.read_text()) if REFERENCE_FILE.exists() else None
 
 CLS_RTOL = 1e-4
@@ -172,7 +172,7 @@ def test_stored_reference_is_current_pyhf():
     if pyhf.__version__ != REFERENCE["metadata"]["versions"]["pyhf"]:
         pytest.skip(f"reference made with pyhf {REFERENCE['metadata']['versions']['pyhf']}, "
                     f"this is {pyhf.__version__}")
-    script = Path(__file__).parents[1] / "scripts" / "make_atlas_pyhf_reference.py"
+    script = Path(__file__).parents[2] / "scripts" / "make_atlas_pyhf_reference.py"
     completed = subprocess.run(
         [sys.executable, str(script), "--print-hypotests", LIVE_PATCH, "--data-dir", str(DATA_DIR)],
         capture_output=True, text=True, timeout=900)

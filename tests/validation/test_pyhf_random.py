@@ -573,7 +573,7 @@ def test_all_random_models_agree_with_pyhf(first):
     assert not failures, "\n".join(failures)
 
 
-if __name__ == "__main__":  # python tests/test_pyhf_random.py START STOP: a table
+if __name__ == "__main__":  # python tests/validation/test_pyhf_random.py START STOP: a table
     # Each model compiles its own XLA programs; after ~50 of them one process runs out
     # of LLVM code mappings ("Unable to allocate section memory"), so run long ranges
     # in chunks of a few models per process (as the slow test does, CHUNK at a time).

@@ -1,7 +1,7 @@
 """Pseudo-experiments: sampling, toy-based CLs and the look-elsewhere effect.
 
 The toy-based reference case from ROOT/pyhf's validation suite is checked in
-tests/test_pyhf_validation.py; here: the sampler's moments, toy CLs against the
+tests/validation/test_pyhf_validation.py; here: the sampler's moments, toy CLs against the
 asymptotic formulae where both must hold, and global p-values from toys against
 the Gross–Vitells formula.
 """
