@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import diffana  # noqa: F401  (float64)
+from conftest import SMALL_WORKSPACE
 from diffana import infer
 from diffana.cli import main
 
@@ -19,26 +20,7 @@ from diffana.cli import main
 sys.modules.setdefault("diffana.cli.__main__", types.ModuleType("diffana.cli.__main__"))
 from diffana.model.workspace import load_workspace
 
-WORKSPACE = {
-    "channels": [
-        {"name": "signal_region", "samples": [
-            {"name": "signal", "data": [4.0, 9.0, 3.0],
-             "modifiers": [{"name": "mu", "type": "normfactor", "data": None},
-                           {"name": "signal_efficiency", "type": "normsys",
-                            "data": {"hi": 1.08, "lo": 0.9}}]},
-            {"name": "background", "data": [40.0, 35.0, 30.0],
-             "modifiers": [{"name": "background_uncorrelated", "type": "shapesys",
-                            "data": [3.0, 3.0, 2.5]}]},
-        ]}
-    ],
-    "observations": [{"name": "signal_region", "data": [42.0, 38.0, 29.0]}],
-    "measurements": [
-        {"name": "nominal", "config": {"poi": "mu", "parameters": []}},
-        {"name": "narrow_poi", "config": {"poi": "mu", "parameters": [
-            {"name": "mu", "bounds": [[0.0, 3.0]]}]}},
-    ],
-    "version": "1.0.0",
-}
+WORKSPACE = SMALL_WORKSPACE
 
 
 @pytest.fixture(scope="module")
