@@ -46,6 +46,7 @@ import numpy as np
 
 from diffana._util import is_concrete
 from diffana.model.model import InvalidModel, _poisson_log_ratio, _poisson_saturated_logpdf
+from diffana.model.structure import SuggestedParameters
 
 POI_INDEX = 0
 BACKGROUND_INDEX = 1
@@ -128,7 +129,7 @@ def _relative_to_kappa(uncertainty, argument: str, name: str):
     return 1.0 + jnp.asarray(uncertainty, jnp.float64)
 
 
-class CountingConfig(eqx.Module):
+class CountingConfig(eqx.Module, SuggestedParameters):
     """Parameter bookkeeping of a :class:`CountingModel`, in pyhf's vocabulary.
 
     Parameters are ``[poi, b0, alpha_<name>…]``: the parameter of interest (in the
@@ -186,15 +187,6 @@ class CountingConfig(eqx.Module):
             return self.names.index(name)
         except ValueError:
             raise KeyError(f"no parameter named {name!r}; the model has {list(self.names)}") from None
-
-    def suggested_init(self) -> jax.Array:
-        return self.init
-
-    def suggested_bounds(self) -> jax.Array:
-        return jnp.stack([self.lower, self.upper], axis=-1)
-
-    def suggested_fixed(self) -> jax.Array:
-        return self.fixed
 
     def poi_bounds(self) -> tuple[float, float]:
         """The POI's (lower, upper) bounds as Python floats (a single, concrete model)."""

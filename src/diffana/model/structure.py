@@ -141,7 +141,22 @@ class ModelStructure:
         return isinstance(other, ModelStructure) and self._key == other._key
 
 
-class ModelConfig(eqx.Module):
+class SuggestedParameters:
+    """pyhf's names for a config's start values, bounds and fixed mask
+    (``suggested_init()`` and friends), for any config with ``init``, ``lower``,
+    ``upper`` and ``fixed`` arrays (the HistFactory and counting models' configs)."""
+
+    def suggested_init(self) -> jax.Array:
+        return self.init
+
+    def suggested_bounds(self) -> jax.Array:
+        return jnp.stack([self.lower, self.upper], axis=-1)
+
+    def suggested_fixed(self) -> jax.Array:
+        return self.fixed
+
+
+class ModelConfig(eqx.Module, SuggestedParameters):
     """Parameter bookkeeping, with pyhf's names: ``suggested_init`` and friends."""
 
     init: jax.Array  # (P,)
@@ -208,15 +223,6 @@ class ModelConfig(eqx.Module):
             return self.structure.slices[name]
         except KeyError:
             raise KeyError(f"no parameter named {name!r}; the model has {self.parameters}") from None
-
-    def suggested_init(self) -> jax.Array:
-        return self.init
-
-    def suggested_bounds(self) -> jax.Array:
-        return jnp.stack([self.lower, self.upper], axis=-1)
-
-    def suggested_fixed(self) -> jax.Array:
-        return self.fixed
 
     def poi_bounds(self) -> tuple[float, float]:
         """The POI's (lower, upper) bounds as Python floats, for argument checks
