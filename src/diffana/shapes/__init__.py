@@ -8,13 +8,17 @@ accuracy of the bin integrals and the zfit/RooFit names.
 """
 
 from diffana.shapes.base import Shape, ShapeError, stack
+from diffana.shapes.breit_wigner import BreitWigner, Voigtian, faddeeva
 from diffana.shapes.crystal_ball import (
     CrystalBall,
     CrystalBallSum,
     DoubleCrystalBall,
     DoubleCrystalBallSum,
 )
+from diffana.shapes.exponential import Exponential
 from diffana.shapes.gaussian import Gaussian
+from diffana.shapes.interpolation import interpolate, interpolate_parameters
+from diffana.shapes.kde import KDE
 from diffana.shapes.polynomials import (
     Bernstein,
     Chebyshev,
@@ -24,15 +28,22 @@ from diffana.shapes.polynomials import (
 
 __all__ = [
     "Bernstein",
+    "BreitWigner",
     "Chebyshev",
     "CrystalBall",
     "CrystalBallSum",
     "DoubleCrystalBall",
     "DoubleCrystalBallSum",
+    "Exponential",
     "Gaussian",
+    "KDE",
     "Shape",
     "ShapeError",
+    "Voigtian",
     "bernstein_basis",
     "bernstein_basis_integrals",
+    "faddeeva",
+    "interpolate",
+    "interpolate_parameters",
     "stack",
 ]
