@@ -196,8 +196,8 @@ def _check_edges(edges, degree: int) -> jax.Array:
         steps = np.diff(values)
         if np.any(steps <= 0):
             first = int(np.flatnonzero(steps <= 0)[0])
-            raise InvalidModel(f"edges must increase strictly; edges[{first + 1}] = {values[first + 1]!r} "
-                               f"<= edges[{first}] = {values[first]!r}")
+            raise InvalidModel(f"edges must increase strictly; edges[{first + 1}] = {float(values[first + 1])!r} "
+                               f"<= edges[{first}] = {float(values[first])!r}")
     return edges
 
 
@@ -550,8 +550,8 @@ def window_starts(spectrum_edges, centres, bins_per_window: int) -> np.ndarray:
     outside = (centres < edges[0]) | (centres > edges[-1]) | ~np.isfinite(centres)
     if np.any(outside):
         first = int(np.flatnonzero(outside)[0])
-        raise InvalidModel(f"centres[{first}] = {centres[first]!r} lies off the spectrum "
-                           f"[{edges[0]!r}, {edges[-1]!r}]")
+        raise InvalidModel(f"centres[{first}] = {float(centres[first])!r} lies off the spectrum "
+                           f"[{float(edges[0])!r}, {float(edges[-1])!r}]")
     holding = np.clip(np.searchsorted(edges, centres, side="right") - 1, 0, n_bins - 1)
     return np.clip(holding - bins_per_window // 2, 0, n_bins - bins_per_window)
 
@@ -598,7 +598,7 @@ def sliding_windows(
         raise InvalidModel(f"counts has shape {counts.shape}, but spectrum_edges give {n_spectrum} bins")
     if not np.all(np.isfinite(counts)) or np.any(counts < 0):
         bad = int(np.flatnonzero(~(counts >= 0))[0])
-        raise InvalidModel(f"counts[{bad}] = {counts[bad]!r}: counts must be finite and >= 0")
+        raise InvalidModel(f"counts[{bad}] = {float(counts[bad])!r}: counts must be finite and >= 0")
     centres = np.atleast_1d(np.asarray(centres, np.float64))
     starts = window_starts(edges, centres, bins_per_window)
     window_bins = starts[:, None] + np.arange(bins_per_window)
@@ -606,7 +606,7 @@ def sliding_windows(
     empty = ~np.any(window_counts > 0, axis=1)
     if np.any(empty):
         first = int(np.flatnonzero(empty)[0])
-        raise InvalidModel(f"window {first} (centre {centres[first]!r}, bins {starts[first]}.."
+        raise InvalidModel(f"window {first} (centre {float(centres[first])!r}, bins {starts[first]}.."
                            f"{starts[first] + bins_per_window - 1}) is empty: all counts are zero")
     window_edges = edges[np.concatenate([window_bins, window_bins[:, -1:] + 1], axis=1)]
 
