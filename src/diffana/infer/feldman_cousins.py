@@ -468,23 +468,21 @@ def _construct_stacked(data, model, poi_values, key, cl, n_toys, settings, batch
 # ---------------------------------------------------------------- default grid
 
 
-def _grid_top_and_bottom(data, model, settings: FitSettings, threshold, n_candidates: int = 192):
-    """Where the observed t_μ rises above ``threshold`` on either side of μ̂ (the
-    largest candidate below μ̂ and the smallest above it; the physical lower bound
-    and the POI's upper bound where it never does). Candidates: ``n_candidates``
-    points, a third linear in [bound, μ̂], the rest geometric in [μ̂, upper bound]."""
+def _grid_top_and_bottom(data, model, settings: FitSettings, threshold, n_candidates: int = 256):
+    """Where the observed t_μ rises above ``threshold`` on either side of μ̂: the
+    largest candidate below μ̂ and the smallest above it (the physical lower bound
+    and the POI's upper bound where it never does). Candidates span the physical
+    range, half evenly spaced, half geometric from its lower end (fine steps near
+    the bound, where small signals sit); one batch of fits with the free fit."""
     poi = model.config.poi_index
     setup = _physical_setup(settings.resolve(model.config), poi)
-    solver = settings.solver
-    free = _fits(model, data, setup.init[None], setup.fixed[None], setup, solver)
-    low, high, mu_hat = setup.lower[poi], setup.upper[poi], free.x[0, poi]
-    n_below = n_candidates // 3
-    below = low + (mu_hat - low) * jnp.linspace(0.0, 1.0, n_below)
-    above = mu_hat + (high - mu_hat) * jnp.geomspace(1e-6, 1.0, n_candidates - n_below)
-    candidates = jnp.concatenate([below, above])
-    fits = _free_and_conditional(model, data, setup.init, candidates, setup, solver)
-    free, fits = free.value[0], fits.value[1:]
-    t = fits - jnp.minimum(free, jnp.min(fits))
+    low, high = setup.lower[poi], setup.upper[poi]
+    half = n_candidates // 2
+    candidates = jnp.concatenate([jnp.linspace(low, high, half),
+                                  low + (high - low) * jnp.geomspace(1e-6, 1.0, n_candidates - half)])
+    fits = _free_and_conditional(model, data, setup.init, candidates, setup, settings.solver)
+    mu_hat = fits.x[0, poi]
+    t = fits.value[1:] - jnp.min(fits.value)
     far = t >= threshold
     bottom = jnp.max(jnp.where(far & (candidates < mu_hat), candidates, low))
     top = jnp.min(jnp.where(far & (candidates > mu_hat), candidates, high))
