@@ -373,8 +373,10 @@ def test_sliding_windows_equal_models_built_one_by_one(windows):
                                             counts=counts[start:start + 30], background_degree=2))
         assert window[0] <= centre <= window[-1]
     by_hand = ParametricModel.stack(models)
-    for leaf, other in zip(jax.tree.leaves(by_hand), jax.tree.leaves(stacked.models)):
-        np.testing.assert_allclose(np.asarray(leaf), np.asarray(other), rtol=1e-14)
+    assert infer.protocol.stack_size(by_hand) == 3
+    for stack in (by_hand, infer.stack_models(models)):
+        for leaf, other in zip(jax.tree.leaves(stack), jax.tree.leaves(stacked.models)):
+            np.testing.assert_allclose(np.asarray(leaf), np.asarray(other), rtol=1e-14)
     assert list(stacked.first_bin) == [np.argmax(edges > c) - 1 - 15 for c in centres]
 
 
