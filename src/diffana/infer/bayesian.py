@@ -238,16 +238,20 @@ class _Attempt(NamedTuple):
 
 def _node_marginals(problem: _Problem, grid, static: _Static, draws, rule):
     """Conditional fits at every node (one vmapped batch), then the marginal at
-    each (``lax.map`` in groups of 4, which bounds the memory of the samples)."""
+    each (``lax.map`` in groups of up to 8 nodes, which bounds the memory of the samples)."""
     starts = jnp.broadcast_to(problem.best, grid.shape + problem.best.shape)
+    if static.method == "exact":
+        # Nothing to fit: every parameter but the POI is fixed.
+        pars = starts.at[:, problem.poi].set(grid)
+        deviance = jax.vmap(lambda p: problem.model.deviance(p, problem.data))(pars)
+        nodes = jax.vmap(marginal.exact_marginal)(deviance)
+        return nodes, jnp.all(~jnp.isnan(deviance))
     fits = jax.vmap(lambda mu, start: _conditional_fit(problem, mu, start, static.solver))(grid, starts)
     index = jnp.asarray(static.nuisance_index, int)
     free = ~problem.fixed[index]
 
     def one(fit):
         pars, deviance = fit
-        if static.method == "exact":
-            return marginal.exact_marginal(deviance)
         _, hessian = gradient_and_hessian(problem.model, pars, problem.data)
         common = (problem.model, problem.data, pars, deviance, hessian, index, free)
         if static.method == "laplace":
@@ -256,17 +260,21 @@ def _node_marginals(problem: _Problem, grid, static: _Static, draws, rule):
             return marginal.importance_marginal(*common, problem.lower, problem.upper, draws, static.n_batches)
         return marginal.quadrature_marginal(*common, problem.lower, problem.upper, *rule)
 
-    nodes = jax.lax.map(one, (fits.x, fits.value), batch_size=4)
-    return nodes, jnp.all(fits.converged)
+    # Groups of a divisor of n_grid: lax.map compiles its body once more for a remainder.
+    group = max(d for d in range(1, 9) if static.n_grid % d == 0)
+    nodes = jax.lax.map(one, (fits.x, fits.value), batch_size=group)
+    # A fit whose deviance stays +inf sits where the likelihood vanishes for every θ
+    # (e.g. no expected events but some observed): m(μ) = 0 there, correctly.
+    return nodes, jnp.all(fits.converged | (fits.value == jnp.inf))
 
 
 def _end_mass(log_marginal, grid, density, end: int):
     """Posterior mass beyond node ``end`` (0 or −1) for a tail falling exponentially
     at the slope of ln m between the last two nodes: density / |slope|."""
     inner = 1 if end == 0 else -2
-    slope = (log_marginal[end] - log_marginal[inner]) / (grid[end] - grid[inner])
-    falling = slope < 0  # away from the range, the density falls
-    return jnp.where(density[end] == 0, 0.0, jnp.where(falling, density[end] / jnp.abs(slope), jnp.inf))
+    slope_outwards = (log_marginal[end] - log_marginal[inner]) / jnp.abs(grid[end] - grid[inner])
+    tail = jnp.where(slope_outwards < 0, density[end] / jnp.abs(slope_outwards), jnp.inf)
+    return jnp.where(density[end] == 0, 0.0, tail)
 
 
 def _attempt(problem: _Problem, lo, hi, static: _Static, draws, rule) -> _Attempt:
@@ -385,10 +393,12 @@ def _compiled(data, model, settings, poi_max, key, static: _Static, stacked: boo
 def _student_t_draws(key, n: int, k: int):
     """n standard Student-t vectors in k dimensions, in antithetic pairs (z, −z)
     (consecutive, so that every batch of draws holds whole pairs)."""
-    key_normal, key_scale = jax.random.split(key)
-    normal = jax.random.normal(key_normal, (n // 2, k), jnp.float64)
-    chi2 = 2.0 * jax.random.gamma(key_scale, marginal.PROPOSAL_DOF / 2.0, (n // 2,), jnp.float64)
-    z = normal / jnp.sqrt(chi2 / marginal.PROPOSAL_DOF)[:, None]
+    # χ² with an integer number of degrees of freedom as a sum of squared normals:
+    # jax.random.gamma's rejection sampler would cost seconds of compile time.
+    dof = int(marginal.PROPOSAL_DOF)
+    normal = jax.random.normal(key, (n // 2, k + dof), jnp.float64)
+    chi2 = jnp.sum(normal[:, k:] ** 2, axis=1)
+    z = normal[:, :k] / jnp.sqrt(chi2 / dof)[:, None]
     return jnp.stack([z, -z], axis=1).reshape(n, k)
 
 

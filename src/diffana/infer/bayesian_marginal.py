@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
-PROPOSAL_DOF = 5.0  # Student-t degrees of freedom of the importance proposal
+PROPOSAL_DOF = 5  # Student-t degrees of freedom of the importance proposal
 # Hessian pivots below this fraction of the largest diagonal entry are raised to it
 # (a flat or curving-down direction still gets a proposal of finite width).
 _PIVOT_FLOOR = 1e-10
