@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -100,7 +101,10 @@ def sliding_windows(
 
     # The first window concretely: every check that needs values runs on it.
     build(window_edges[0], window_counts[0], centres[0])
-    models = jax.vmap(build)(jnp.asarray(window_edges), jnp.asarray(window_counts), jnp.asarray(centres))
+    # Compiled once rather than dispatched op by op: eager vmap of the build took
+    # ~35 s for 500 windows (each jnp call a separate dispatch), compiled < 1 s.
+    models = eqx.filter_jit(jax.vmap(build))(jnp.asarray(window_edges), jnp.asarray(window_counts),
+                                             jnp.asarray(centres))
     aux = jnp.broadcast_to(models.config.auxdata_values, (centres.shape[0], models.config.nauxdata))
     data = jnp.concatenate([jnp.asarray(window_counts), aux], axis=1)
     return Windows(models=models, data=data, first_bin=starts)
