@@ -40,7 +40,7 @@ from scipy import stats as scipy_stats
 
 from diffana.infer.fit import minimize_deviance, prepare_call
 from diffana.infer.minimize import SolverOptions
-from diffana.infer.protocol import StatisticalModel, poi_bounds, stack_size
+from diffana.infer.protocol import StatisticalModel, stack_size
 from diffana.infer.settings import FitSettings, ParameterSetup, resolve_settings
 from diffana.infer.toys import as_key, sample_toys
 
@@ -539,7 +539,7 @@ def _checked_call(data, model, settings):
     return data, True
 
 
-def _physical_bounds(model, stacked: bool) -> tuple[float, float]:
+def _physical_bounds(model) -> tuple[float, float]:
     """The POI's physical range [max(lower, 0), upper] (the widest over a stack)."""
     poi = model.config.poi_index
     lower = np.atleast_1d(np.asarray(model.config.lower[..., poi], float))
@@ -620,7 +620,7 @@ def feldman_cousins_interval(
     if isinstance(n_points, bool) or int(n_points) != n_points or n_points < 2:
         raise ValueError(f"n_points must be an integer >= 2, got {n_points!r}")
     size = stack_size(model)
-    bounds = _physical_bounds(model, stacked)
+    bounds = _physical_bounds(model)
     if poi_grid is None:
         grid = default_poi_grid(data, model, cl, int(n_points), settings)
     else:
