@@ -92,11 +92,17 @@ def register(subparsers) -> None:
                               help="confidence level (default 0.90)")
     limit_parser.add_argument("--test-stat", default="qtilde", choices=("qtilde", "q"),
                               help="test statistic (default qtilde)")
-    limit_parser.add_argument("--calctype", default="asymptotics", choices=("asymptotics", "toybased"),
-                              help="asymptotic formulae (default) or pseudo-experiments on a scan")
+    limit_parser.add_argument("--calctype", default="asymptotics",
+                              choices=("asymptotics", "toybased", "bayesian", "feldman-cousins"),
+                              help="asymptotic CLs (default), toy-based CLs on a scan, a Bayesian "
+                              "credibility limit (flat prior on the POI >= 0, nuisances marginalised) "
+                              "or a Feldman-Cousins interval (Neyman construction by toys)")
     limit_parser.add_argument("--ntoys", type=int, default=2000,
                               help="pseudo-experiments per hypothesis and scan point with "
-                              "--calctype toybased (default 2000)")
+                              "--calctype toybased or feldman-cousins (default 2000)")
+    limit_parser.add_argument("--method", default="importance", choices=("importance", "laplace", "quadrature"),
+                              help="how --calctype bayesian integrates out the nuisance parameters "
+                              "(default importance sampling)")
     limit_parser.add_argument("--seed", type=int, default=0,
                               help="random seed of the pseudo-experiments (default 0)")
     limit_parser.add_argument("--scan", default=None, metavar="START,STOP,N",
@@ -219,6 +225,10 @@ def run_limit(args) -> int:
     _, model, data = _load(args)
     if args.calctype == "toybased":
         return _run_toy_limit(args, model, data)
+    if args.calctype == "bayesian":
+        return _run_bayesian_limit(args, model, data)
+    if args.calctype == "feldman-cousins":
+        return _run_feldman_cousins(args, model, data)
     result = _stored_upper_limit(args, model, data)
     for line in result.warnings():
         print(f"diffana limit: warning: {line}", file=sys.stderr)
@@ -277,6 +287,57 @@ def _run_toy_limit(args, model, data) -> int:
         "exp_error": [float(v) for v in result.expected_error],
         "scan": [float(v) for v in result.poi_values],
     }
+    print(json.dumps(output, indent=4, sort_keys=True))
+    return 0
+
+
+def _print_caught(caught, args) -> None:
+    for warning in caught:
+        print(f"diffana {args.command}: warning: {warning.message}", file=sys.stderr)
+
+
+def _run_bayesian_limit(args, model, data) -> int:
+    """``{"obs": …, "obs_error": …}``: the Bayesian upper limit at credibility --cl
+    and its numerical error (no expected limits: they would need toys)."""
+    import warnings
+
+    from diffana.infer.bayesian import bayesian_upper_limit
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = bayesian_upper_limit(data, model, cl=args.cl, method=args.method, key=args.seed)
+        except ValueError as error:  # e.g. quadrature with more than 3 free nuisances
+            raise CommandError(str(error)) from None
+    _print_caught(caught, args)
+    output = {
+        "obs": _finite(result.limit, "Bayesian limit (see the warning)"),
+        "obs_error": float(result.limit_error),
+        "method": result.method,
+    }
+    print(json.dumps(output, indent=4, sort_keys=True))
+    return 0
+
+
+def _run_feldman_cousins(args, model, data) -> int:
+    """``{"obs": upper end, "interval": [lower, upper]}``: the Feldman–Cousins
+    interval at --cl, by toys."""
+    import warnings
+
+    from diffana.infer.feldman_cousins import feldman_cousins_interval
+
+    if args.ntoys < 1:
+        raise CommandError(f"--ntoys must be positive, got {args.ntoys}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = feldman_cousins_interval(data, model, cl=args.cl, n_toys=args.ntoys, key=args.seed)
+        except ValueError as error:  # e.g. too few toys for the confidence level
+            raise CommandError(str(error)) from None
+    _print_caught(caught, args)
+    lower = _finite(result.lower, "lower end of the Feldman-Cousins interval (see the warning)")
+    upper = _finite(result.upper, "upper end of the Feldman-Cousins interval (see the warning)")
+    output = {"obs": upper, "interval": [lower, upper]}
     print(json.dumps(output, indent=4, sort_keys=True))
     return 0
 
