@@ -1,5 +1,6 @@
 """Statistical inference: fits, test statistics, asymptotic and toy-based CLs, upper
-limits and look-elsewhere corrections.
+limits, look-elsewhere corrections, bump-hunt scans (``infer.bump_hunt``),
+Feldman–Cousins intervals and Bayesian limits.
 
 pyhf's vocabulary and argument order, as pure JAX functions: every function jits,
 vmaps over stacks of models of one structure, and is differentiable w.r.t. the
@@ -19,6 +20,24 @@ from diffana.infer.asymptotics import (
     qmu,
     qmu_tilde,
     significance,
+)
+from diffana.infer.bump_hunt import (
+    BumpHuntResult,
+    FitBias,
+    GlobalSignificance,
+    ProfileLimits,
+    WindowFits,
+    fit_bias,
+    fit_windows,
+    global_significance,
+    profile_upper_limits,
+    window_data,
+)
+from diffana.infer.feldman_cousins import (
+    FeldmanCousinsResult,
+    PoissonInterval,
+    feldman_cousins_interval,
+    feldman_cousins_poisson,
 )
 from diffana.infer.fit import (
     FitResult,
@@ -49,12 +68,18 @@ from diffana.infer.toy_limits import ToyUpperLimitResult, upper_limit_toys
 from diffana.infer.toys import ToyHypotestResult, hypotest_toys, sample_toys, toy_test_statistics
 
 __all__ = [
+    "BumpHuntResult",
     "CURVE_NAMES",
+    "FeldmanCousinsResult",
+    "FitBias",
     "FitResult",
     "FitSettings",
+    "GlobalSignificance",
     "HypotestResult",
     "MinimizeResult",
     "ParameterConfig",
+    "PoissonInterval",
+    "ProfileLimits",
     "ScanToys",
     "SignificanceResult",
     "SolverOptions",
@@ -62,17 +87,24 @@ __all__ = [
     "ToyHypotestResult",
     "ToyUpperLimitResult",
     "UpperLimitResult",
+    "WindowFits",
     "asimov_data",
     "check_converged",
+    "feldman_cousins_interval",
+    "feldman_cousins_poisson",
     "fit",
+    "fit_bias",
+    "fit_windows",
     "fitted_asimov_data",
     "fixed_poi_fit",
     "global_p_value_from_toys",
+    "global_significance",
     "gross_vitells",
     "hypotest",
     "hypotest_toys",
     "local_p_value",
     "minimize",
+    "profile_upper_limits",
     "q0",
     "qmu",
     "qmu_tilde",
@@ -90,4 +122,5 @@ __all__ = [
     "upcrossings",
     "upper_limit",
     "upper_limit_toys",
+    "window_data",
 ]

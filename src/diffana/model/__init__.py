@@ -1,4 +1,6 @@
-"""The binned statistical model (HistFactory semantics, pyhf-compatible)."""
+"""Statistical models: the binned HistFactory model (pyhf-compatible), the on/off
+counting model and the parametric bump-hunt model (a shape on a free polynomial
+background in a fit window)."""
 
 from diffana.model.counting import CountingConfig, CountingModel, LogNormalNuisance
 from diffana.model.interpolation import (
@@ -8,6 +10,7 @@ from diffana.model.interpolation import (
     normsys_code4,
 )
 from diffana.model.model import InvalidModel, Model, ModelConfig, ParameterSet
+from diffana.model.parametric import ParametricConfig, ParametricModel, Windows, sliding_windows
 from diffana.model.patchset import (
     GroupMember,
     NamedPatch,
@@ -32,10 +35,13 @@ __all__ = [
     "ModelConfig",
     "NamedPatch",
     "ParameterSet",
+    "ParametricConfig",
+    "ParametricModel",
     "PatchError",
     "PatchedWorkspaces",
     "Workspace",
     "WorkspaceError",
+    "Windows",
     "WorkspaceGroup",
     "apply_patch",
     "histosys_code0",
@@ -46,6 +52,7 @@ __all__ = [
     "normsys_code4",
     "read_patches",
     "select_patches",
+    "sliding_windows",
     "stack_workspaces",
     "to_workspace",
 ]
