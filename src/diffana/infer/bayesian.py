@@ -16,16 +16,18 @@ start values. The upper limit μ_up at credibility ``cl`` solves
 
 How (details in docs/bayesian_limits.md):
 
-1. A free fit (μ ≥ 0), then a search on each side of μ̂ for the POI value where the
-   profile −2 ln L has risen by ``target`` (36 first): the range [lo, hi] outside
-   which the posterior is negligible, or the prior's bound if that comes first.
+1. A free fit (μ ≥ 0); the quadratic model of the profile −2 ln L at μ̂ gives a
+   first POI range [lo, hi] where it has risen by 36 on each side (or the prior's
+   bound, if that comes first).
 2. At the Chebyshev–Lobatto nodes of [lo, hi] (``n_grid``), a conditional fit
    θ̂(μ) and the marginal m(μ) by Laplace, importance sampling or Gauss–Hermite
    quadrature around it (:mod:`diffana.infer.bayesian_marginal`).
 3. The posterior density as a Chebyshev series on [lo, hi], integrated exactly; its
-   CDF inverted at ``cl``. The estimated mass beyond hi (and below lo) decides
-   whether the range is long enough; if not, ``target`` grows ×2.5 and 1–3 repeat
-   (at most three rounds).
+   CDF inverted at ``cl``.
+4. From the node values, ends of the range where −2 ln m has risen too little are
+   pushed out, ends where it has risen far too much moved in; 2–4 repeat until the
+   range settles (at most six rounds). The posterior mass left beyond each end is
+   estimated and reported.
 
 Everything after the argument checks is one compiled function, ``vmap``-ed over the
 members of a stacked model (``infer.stack_models``). No gradient of the limit is
@@ -81,9 +83,10 @@ class BayesianLimitResult(eqx.Module):
     ``posterior`` the normalised density there (per unit of POI) and ``cdf`` its
     integral from lo. ``log_marginal`` is ln m(μ) at the nodes, up to a constant.
     ``limit_error`` estimates the limit's numerical error: the Monte Carlo error
-    (standard deviation from 8 batches of draws, importance sampling only) and the
-    grid error (difference to the limit from every other node, an overestimate)
-    added in quadrature. ``tail_mass`` (``head_mass``) is the estimated posterior
+    (standard error from 8 batches of draws, importance sampling only) and the
+    grid error (difference to the limit from every other node, an overestimate,
+    plus the shift the mass estimated outside [lo, hi] would cause) added in
+    quadrature. ``tail_mass`` (``head_mass``) is the estimated posterior
     mass above hi (below lo) that the likelihood would add there, relative to the
     mass in [lo, hi]; ``truncated`` says that hi is the POI's upper bound with such
     mass beyond it: the prior cuts the posterior off and the limit depends on that
@@ -116,7 +119,7 @@ class BayesianLimitResult(eqx.Module):
         if not np.isfinite(float(self.limit)):
             lines.append("the limit is not finite: the marginal likelihood was NaN or zero on the whole POI range")
         if not bool(self.fits_converged):
-            lines.append("a fit behind the posterior (free, range search or conditional) did not converge")
+            lines.append("a fit behind the posterior (the free fit or a conditional fit at a node) did not converge")
         if bool(self.truncated):
             lines.append(f"the POI's upper bound {float(self.poi_grid[-1]):.6g} cuts off a posterior mass "
                          f"≈{float(self.tail_mass):.2g}: the limit depends on that bound; widen it with "
@@ -437,8 +440,8 @@ def bayesian_upper_limit(
         n_samples: importance draws (even, a multiple of 16), shared by every POI
             value and member.
         poi_max: the upper end of the POI range (scalar or one per member); default:
-            found automatically, where the profile −2 ln L has risen by ≥ 36 (more if
-            the posterior tail there is not < 1e-6), or the POI's upper bound.
+            found automatically, where −2 ln m has risen by 36–90 from its minimum
+            (the posterior there below e^-18 of its peak), or the POI's upper bound.
         n_grid: Chebyshev–Lobatto nodes on the POI range (odd, ≥ 9).
     """
     static, data, model, settings, poi_max, stacked = _checked(
