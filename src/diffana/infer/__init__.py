@@ -21,6 +21,7 @@ from diffana.infer.asymptotics import (
     qmu_tilde,
     significance,
 )
+from diffana.infer.bayesian import BayesianLimitResult, bayesian_upper_limit
 from diffana.infer.bump_hunt import (
     BumpHuntResult,
     FitBias,
@@ -68,6 +69,7 @@ from diffana.infer.toy_limits import ToyUpperLimitResult, upper_limit_toys
 from diffana.infer.toys import ToyHypotestResult, hypotest_toys, sample_toys, toy_test_statistics
 
 __all__ = [
+    "BayesianLimitResult",
     "BumpHuntResult",
     "CURVE_NAMES",
     "FeldmanCousinsResult",
@@ -89,6 +91,7 @@ __all__ = [
     "UpperLimitResult",
     "WindowFits",
     "asimov_data",
+    "bayesian_upper_limit",
     "check_converged",
     "feldman_cousins_interval",
     "feldman_cousins_poisson",
