@@ -28,6 +28,12 @@ from diffana.shapes import (
 
 
 
+# compiled once per shape class (eager evaluation compiles every operation separately)
+_pdf = jax.jit(lambda shape, x: shape.pdf(x))
+_log_pdf = jax.jit(lambda shape, x: shape.log_pdf(x))
+_bins = jax.jit(lambda shape, edges: shape.bin_integrals(edges))
+
+
 def truncated(pdf, cdf, lower, upper):
     """The reference pdf and bin probabilities of a real-line distribution on a range."""
     norm = cdf(upper) - cdf(lower)
@@ -84,11 +90,11 @@ def test_gaussian_against_scipy():
     ref = stats.norm(mean, sigma)
     pdf, bins = truncated(ref.pdf, ref.cdf, lower, upper)
     x = np.linspace(-1.5, 4.5, 41)
-    assert rel(shape.pdf(x), pdf(x)) < 1e-13
-    assert rel(shape.log_pdf(x[(x >= lower) & (x <= upper)]),
+    assert rel(_pdf(shape, x), pdf(x)) < 1e-13
+    assert rel(_log_pdf(shape, x[(x >= lower) & (x <= upper)]),
                np.log(pdf(x[(x >= lower) & (x <= upper)]))) < 1e-13
     edges = np.linspace(-1.2, 4.2, 28)
-    assert rel(shape.bin_integrals(edges), bins(edges)) < 1e-12
+    assert rel(_bins(shape, edges), bins(edges)) < 1e-12
     assert rel(shape.cdf(x), np.clip((ref.cdf(x) - ref.cdf(lower)) / (ref.cdf(upper) - ref.cdf(lower)), 0, 1)) < 1e-12
 
 
@@ -98,7 +104,7 @@ def test_gaussian_far_tails_against_mpmath():
     shape = Gaussian(0.0, 1.0, -32.0, 32.0)
     edges = np.array([-30.0, -25.0, -20.0, -12.0, -10.0, -0.1, 0.1, 10.0, 10.01, 12.0, 20.0, 30.0])
     expected = mp_bins(lambda z: -mpmath.erfc(z / mpmath.sqrt(2)), 0, 1, -32, 32, edges)
-    assert rel(shape.bin_integrals(edges), expected) < 1e-13
+    assert rel(_bins(shape, edges), expected) < 1e-13
 
 
 # --- Crystal Ball --------------------------------------------------------------------
@@ -112,15 +118,15 @@ def test_crystal_ball_against_scipy_and_numba_stats():
     ref = stats.crystalball(p["alpha"], p["n"], loc=p["mean"], scale=p["sigma"])
     pdf, bins = truncated(ref.pdf, ref.cdf, p["lower"], p["upper"])
     x = np.linspace(55.0, 115.0, 241)
-    assert rel(shape.pdf(x), pdf(x)) < 1e-12
+    assert rel(_pdf(shape, x), pdf(x)) < 1e-12
     nb = lambda v: nb_crystalball.pdf(v, p["alpha"], p["n"], p["mean"], p["sigma"])
     nb_cdf = lambda v: nb_crystalball.cdf(v, p["alpha"], p["n"], p["mean"], p["sigma"])
     nb_pdf, nb_bins = truncated(nb, nb_cdf, p["lower"], p["upper"])
-    assert rel(shape.pdf(x), nb_pdf(x)) < 1e-12
+    assert rel(_pdf(shape, x), nb_pdf(x)) < 1e-12
     # bins up to 2 sigma above the mean: the references' CDFs are accurate there
     edges = np.linspace(60.0, 96.0, 37)
-    assert rel(shape.bin_integrals(edges), bins(edges)) < 1e-10
-    assert rel(shape.bin_integrals(edges), nb_bins(edges)) < 1e-10
+    assert rel(_bins(shape, edges), bins(edges)) < 1e-10
+    assert rel(_bins(shape, edges), nb_bins(edges)) < 1e-10
 
 
 def test_crystal_ball_tails_against_mpmath():
@@ -129,16 +135,16 @@ def test_crystal_ball_tails_against_mpmath():
     edges = np.array([60.0, 60.001, 70.0, 85.0, 87.7, 87.75, 91.0, 100.0, 110.0 - 1e-3, 110.0])
     F = mp_cb_antiderivative(mpmath.mpf(p["alpha"]), mpmath.mpf(p["n"]))
     expected = mp_bins(F, p["mean"], p["sigma"], p["lower"], p["upper"], edges)
-    assert rel(shape.bin_integrals(edges), expected) < 1e-12
+    assert rel(_bins(shape, edges), expected) < 1e-12
 
 
 def test_crystal_ball_high_side_is_the_mirror_image():
     low = CrystalBall(0.5, 1.2, 1.1, 3.5, -7.0, 6.0)
     high = CrystalBall(-0.5, 1.2, 1.1, 3.5, -6.0, 7.0, side="high")
     x = np.linspace(-7.0, 6.0, 27)
-    assert rel(high.pdf(-x), low.pdf(x)) < 1e-14
+    assert rel(_pdf(high, -x), _pdf(low, x)) < 1e-14
     edges = np.linspace(-7.0, 6.0, 14)
-    assert rel(high.bin_integrals(-edges[::-1])[::-1], low.bin_integrals(edges)) < 1e-13
+    assert rel(_bins(high, -edges[::-1])[::-1], _bins(low, edges)) < 1e-13
 
 
 def test_double_crystal_ball_against_numba_stats_and_mpmath():
@@ -148,13 +154,13 @@ def test_double_crystal_ball_against_numba_stats_and_mpmath():
     pdf, bins = truncated(lambda v: nb_crystalball_ex.pdf(v, *args),
                           lambda v: nb_crystalball_ex.cdf(v, *args), lower, upper)
     x = np.linspace(-0.5, 8.5, 181)
-    assert rel(shape.pdf(x), pdf(x)) < 1e-12
+    assert rel(_pdf(shape, x), pdf(x)) < 1e-12
     edges = np.linspace(0.0, 3.4, 35)
-    assert rel(shape.bin_integrals(edges), bins(edges)) < 1e-10
+    assert rel(_bins(shape, edges), bins(edges)) < 1e-10
     tail_edges = np.array([0.0, 0.3, 2.4, 2.44, 3.0, 3.36, 3.4, 5.0, 7.99, 8.0])
     F = mp_cb_antiderivative(mpmath.mpf(al), mpmath.mpf(nl), mpmath.mpf(ah), mpmath.mpf(nh))
     expected = mp_bins(F, mean, sigma, lower, upper, tail_edges)
-    assert rel(shape.bin_integrals(tail_edges), expected) < 1e-12
+    assert rel(_bins(shape, tail_edges), expected) < 1e-12
 
 
 def test_sums_are_weighted_components_each_normalised_on_the_range():
@@ -165,18 +171,18 @@ def test_sums_are_weighted_components_each_normalised_on_the_range():
     parts = [CrystalBall(90.0, s, a, m, lower, upper) for s, a, m in zip(sigma, alpha, n)]
     x = np.linspace(79.0, 101.0, 45)
     edges = np.linspace(lower, upper, 21)
-    assert rel(total.pdf(x), sum(w * c.pdf(x) for w, c in zip(weights, parts))) < 1e-13
-    assert rel(total.bin_integrals(edges), sum(w * c.bin_integrals(edges) for w, c in zip(weights, parts))) < 1e-13
+    assert rel(_pdf(total, x), sum(w * _pdf(c, x) for w, c in zip(weights, parts))) < 1e-13
+    assert rel(_bins(total, edges), sum(w * _bins(c, edges) for w, c in zip(weights, parts))) < 1e-13
     inside = (x >= lower) & (x <= upper)
-    assert rel(total.log_pdf(x[inside]), np.log(total.pdf(x[inside]))) < 1e-13
+    assert rel(_log_pdf(total, x[inside]), np.log(_pdf(total, x[inside]))) < 1e-13
 
     double = DoubleCrystalBallSum(90.0, sigma[:2], alpha[:2], n[:2], [0.8, 1.1], [4.0, 2.0], [0.25], lower, upper)
     parts = [DoubleCrystalBall(90.0, s, a, m, ah, nh, lower, upper)
              for s, a, m, ah, nh in zip(sigma, alpha, n, [0.8, 1.1], [4.0, 2.0])]
-    assert rel(double.bin_integrals(edges), 0.25 * parts[0].bin_integrals(edges) + 0.75 * parts[1].bin_integrals(edges)) < 1e-13
+    assert rel(_bins(double, edges), 0.25 * _bins(parts[0], edges) + 0.75 * _bins(parts[1], edges)) < 1e-13
     high = CrystalBallSum(90.0, sigma, alpha, n, fractions, lower, upper, side="high")
     parts = [CrystalBall(90.0, s, a, m, lower, upper, side="high") for s, a, m in zip(sigma, alpha, n)]
-    assert rel(high.pdf(x), sum(w * c.pdf(x) for w, c in zip(weights, parts))) < 1e-13
+    assert rel(_pdf(high, x), sum(w * _pdf(c, x) for w, c in zip(weights, parts))) < 1e-13
 
 
 def test_zero_fraction_is_finite_with_finite_gradient():
