@@ -43,6 +43,11 @@ class ParametricModel(eqx.Module):
     edges: jax.Array  # (B+1,) bin edges of the window (units of the observable)
     background_basis: jax.Array  # (B, n+1) I_bk, each column summing to 1
     signal: eqx.Module  # a normalised shape on [edges[0], edges[-1]] with bin_integrals(edges)
+    # (B,) the signal's bin fractions at nominal shape parameters, computed once at
+    # build: without a mass-scale or resolution nuisance the fits use these (the
+    # shape's CDFs — a double Crystal Ball's power-law tails — then appear once in
+    # the program, not in every loop of every fit: compile time ÷ 3).
+    nominal_fractions: jax.Array
     signal_per_poi: jax.Array  # () expected signal events in the window per unit of POI
     widths: jax.Array  # (K,) σ of each constrained nuisance, in parameter order
     config: ParametricConfig
@@ -114,7 +119,7 @@ class ParametricModel(eqx.Module):
         config = _config(counts, per_poi, degree, nuisances, poi_name, poi_bounds)
         widths = jnp.stack([given[name] for name in nuisances]) if nuisances else jnp.zeros(0)
         return cls(edges=edges, background_basis=bernstein_bin_fractions(edges, degree), signal=signal,
-                   signal_per_poi=per_poi, widths=widths, config=config, efficiency_form=efficiency_form,
+                   nominal_fractions=signal.bin_integrals(edges), signal_per_poi=per_poi, widths=widths, config=config, efficiency_form=efficiency_form,
                    width_fields=width_fields)
 
     @classmethod
@@ -176,8 +181,19 @@ class ParametricModel(eqx.Module):
     def expected_signal(self, pars) -> jax.Array:
         """Expected signal events per bin (B,), ``s·a·ε·f_b``."""
         pars = jnp.asarray(pars, jnp.float64)
-        fractions = self.signal_shape(pars).bin_integrals(self.edges)
-        return pars[POI_INDEX] * self.signal_per_poi * self.efficiency(pars) * fractions
+        return pars[POI_INDEX] * self.signal_per_poi * self.efficiency(pars) * self.signal_fractions(pars)
+
+    def signal_fractions(self, pars) -> jax.Array:
+        """f_b: the signal shape's probability per bin (B,), at the pulls in
+        ``pars`` (the cached nominal fractions when no pull moves the shape)."""
+        if not self.shape_moves:
+            return self.nominal_fractions
+        return self.signal_shape(pars).bin_integrals(self.edges)
+
+    @property
+    def shape_moves(self) -> bool:
+        """Whether a nuisance (mass scale, resolution) changes the signal shape."""
+        return any(name in self.config.nuisance_names for name in ("mass_scale", "resolution"))
 
     def expected_background(self, pars) -> jax.Array:
         """Expected background events per bin (B,), ``Σ_k c_k·I_bk``."""
