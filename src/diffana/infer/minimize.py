@@ -28,8 +28,12 @@ from diffana.infer import linalg
 
 _ARMIJO = 1e-4  # sufficient-decrease constant of the backtracking line search
 _MIN_STEP = 2.0**-30
-# Bertsekas' epsilon-active set: a parameter this close to a bound (in its own
-# units), with the gradient pushing it out, is treated as on the bound.
+# Bertsekas' epsilon-active set: a parameter this close to a bound, with the
+# gradient pushing it out, is treated as on the bound. Measured in units of the
+# parameter's curvature, (x − bound)·√H_ii (about standard deviations), so that the
+# fit does not change when a parameter is rescaled: in the parameter's own units a
+# POI of scale 1e-5 (a branching fraction) sat always "near" its bound at 0 and
+# ping-ponged between 0 and the interior for 100 iterations.
 _ACTIVE_EPSILON = 1e-3
 # A Hessian whose smallest LDL pivot is above -this (relative to its largest
 # diagonal entry) is positive semidefinite up to rounding: flat, not curving down.
@@ -72,19 +76,32 @@ class _Backtrack(NamedTuple):
     full_value: jax.Array
 
 
-def _free_mask(x, gradient, lower, upper, pinned, epsilon=0.0):
-    at_lower = (x <= lower + epsilon) & (gradient > 0)
-    at_upper = (x >= upper - epsilon) & (gradient < 0)
+def _free_mask(x, gradient, lower, upper, pinned, epsilon=0.0, scale=1.0):
+    """Parameters the Newton step may move: not pinned, and not on (or, with
+    ``epsilon`` > 0, within ``epsilon``/``scale`` of) a bound the gradient pushes
+    them against."""
+    at_lower = ((x - lower) * scale <= epsilon) & (gradient > 0)
+    at_upper = ((upper - x) * scale <= epsilon) & (gradient < 0)
     return ~pinned & ~at_lower & ~at_upper
 
 
-def _active_epsilon(x, gradient, lower, upper, pinned):
-    """Bertsekas (1982): ε = min(ε₀, ‖x − P[x − ∇f]‖). Far from a solution a
-    parameter creeping towards its bound is declared active (otherwise every
-    Newton step is cut short by the bound and the fit jams: random model 59's
-    Asimov fit stalled 0.75 above its minimum); at a solution ε → 0, so an
-    interior minimum near a bound is not mistaken for a bound one."""
-    projected = jnp.where(pinned, 0.0, x - jnp.clip(x - gradient, lower, upper))
+def _curvature_scale(hessian):
+    """√|H_ii| (1 where a parameter has no curvature): multiplied by a change of the
+    parameter, the change in units of about its standard deviation."""
+    curvature = jnp.abs(jnp.diagonal(hessian))
+    return jnp.sqrt(jnp.where(curvature > 0, curvature, 1.0))
+
+
+def _active_epsilon(x, gradient, lower, upper, pinned, scale):
+    """Bertsekas (1982): ε = min(ε₀, ‖x − P[x − D⁻¹∇f]‖_D), with the diagonal
+    metric D = diag|H| (``scale`` = √D), i.e. in units where every parameter has
+    unit curvature. Far from a solution a parameter creeping towards its bound is
+    declared active (otherwise every Newton step is cut short by the bound and the
+    fit jams: random model 59's Asimov fit stalled 0.75 above its minimum); at a
+    solution ε → 0, so an interior minimum near a bound is not mistaken for a bound
+    one."""
+    diagonal_step = gradient / scale**2
+    projected = jnp.where(pinned, 0.0, (x - jnp.clip(x - diagonal_step, lower, upper)) * scale)
     return jnp.minimum(_ACTIVE_EPSILON, jnp.sqrt(jnp.sum(projected**2)))
 
 
@@ -140,8 +157,9 @@ def _solve(objective, args, init, lower, upper, pinned, options: SolverOptions,
     def body(state):
         x, fx, _, iteration, _, modified_failed = state
         g, h = derivatives(x, args)
-        epsilon = _active_epsilon(x, g, lower, upper, pinned)
-        free = _free_mask(x, g, lower, upper, pinned, epsilon)
+        scale = _curvature_scale(h)
+        epsilon = _active_epsilon(x, g, lower, upper, pinned, scale)
+        free = _free_mask(x, g, lower, upper, pinned, epsilon, scale)
         allow_modified = (iteration >= options.modified_newton_after) & ~modified_failed
         direction, decrement, newton_ok, used_modified, semidefinite = _newton_direction(g, h, free, allow_modified)
         # epsilon-active parameters not yet on their bound move onto it

@@ -235,10 +235,9 @@ class CountingModel(eqx.Module):
                 off/on ratio of a control region).
             nuisances: the log-normal systematics, parameters ``alpha_<name>``.
             poi_name: name of the parameter of interest.
-            poi_init, poi_bounds: its start value and (lower, upper) bounds. Choose
-                the POI's unit so that its limit is of order 1 (a branching fraction
-                in units of 1e-5, say): the fits' bound handling works in absolute
-                parameter units.
+            poi_init, poi_bounds: its start value and (lower, upper) bounds, in
+                any unit (the branching fraction itself, or in units of 1e-5: the
+                fits are invariant under the rescaling).
             background_bounds: (lower, upper) of ``b0`` in events; default
                 (0, 10·(background + 10)).
             background_fixed: hold ``b0`` at ``background`` (background known
