@@ -407,6 +407,37 @@ def test_nuisances_move_the_signal(dcb_counts):
                                    50.0 * factor * np.asarray(moved.bin_integrals(EDGES_100)), rtol=1e-13)
 
 
+@pytest.mark.parametrize("nuisances", [
+    {},
+    dict(mass_scale_width=0.004, resolution_width=0.1, efficiency_width=0.1),
+    dict(efficiency_width=0.1, efficiency_form="lognormal"),
+])
+def test_structured_derivatives_equal_autodiff(dcb_counts, nuisances):
+    """The model's own gradient and Hessian (from the rates' Jacobian) equal
+    jax.grad / jax.hessian of the deviance, with an empty bin, a floored bin and
+    auxiliary data off their nominal value."""
+    signal = DoubleCrystalBall(MEAN, SIGMA, lower=LOWER, upper=UPPER, **DCB_TAILS)
+    counts = np.asarray(dcb_counts).copy()
+    counts[3] = 0.0
+    model = ParametricModel.build(edges=EDGES_100, signal=signal, counts=counts, background_degree=3, **nuisances)
+    data = model.observed_data(counts)
+    data = data.at[model.config.nmaindata:].set(0.3)
+    pars = model.config.init.at[0].set(40.0).at[1].set(300.0)
+    k = model.config.nauxdata
+    if k:
+        pars = pars.at[-k:].set(jnp.linspace(-0.5, 0.7, k))
+    gradient, hessian = model.deviance_gradient_and_hessian(pars, data)
+    np.testing.assert_allclose(np.asarray(gradient), np.asarray(jax.grad(model.deviance)(pars, data)),
+                               rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(hessian), np.asarray(jax.hessian(model.deviance)(pars, data)),
+                               rtol=1e-12, atol=1e-9)
+    # A strongly negative yield floors some rates: their terms are flat, as autodiff says.
+    floored = pars.at[0].set(-5000.0)
+    assert bool(jnp.any(model._unfloored_rates(floored) <= 0))
+    np.testing.assert_allclose(np.asarray(model.deviance_gradient_and_hessian(floored, data)[1]),
+                               np.asarray(jax.hessian(model.deviance)(floored, data)), rtol=1e-12, atol=1e-9)
+
+
 def signal_at(mean=MEAN, sigma=SIGMA, lower=LOWER, upper=UPPER):
     return Gaussian(mean, sigma, lower, upper)
 
