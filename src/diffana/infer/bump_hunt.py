@@ -57,6 +57,8 @@ __all__ = [
 # (q is −2 ln λ, of order 1–10; 1e-9 moves a 90% limit by ~1e-9 σ).
 _LIMIT_Q_TOLERANCE = 1e-9
 _LIMIT_MAX_ITERATIONS = 30
+# Windows fitted together in one vmapped batch (see _batched).
+DEFAULT_BATCH_SIZE = 64
 
 
 class WindowFits(NamedTuple):
@@ -270,9 +272,20 @@ def fit_windows(data, models: StatisticalModel, *, settings: FitSettings | None 
     return _fit_windows(data, models, settings)
 
 
+def _batched(function, batch_size: int, *stacked):
+    """``function`` over the leading window axis of ``stacked``: vmapped within
+    batches of ``batch_size`` windows, the batches one after another (lax.map).
+    Under vmap a while loop runs until its slowest lane is done, so one window
+    needing many iterations would hold up the whole scan; batches confine it. The
+    9788 four-muon windows: fits + limits 9.9 s in one batch, 3.6 s in batches of
+    256, 2.7 s in batches of 64 (32: the same)."""
+    n_windows = jax.tree_util.tree_leaves(stacked)[0].shape[0]
+    return jax.lax.map(lambda window: function(*window), stacked, batch_size=min(batch_size, n_windows))
+
+
 @eqx.filter_jit
-def _fit_windows(data, models, settings):
-    return eqx.filter_vmap(lambda d, m: _fit_window(d, m, settings))(data, models)
+def _fit_windows(data, models, settings, batch_size=DEFAULT_BATCH_SIZE):
+    return _batched(lambda d, m: _fit_window(d, m, settings), batch_size, data, models)
 
 
 def profile_upper_limits(data, models: StatisticalModel, cl: float = 0.90, fits: WindowFits | None = None, *,
@@ -293,9 +306,9 @@ def profile_upper_limits(data, models: StatisticalModel, cl: float = 0.90, fits:
 
 
 @eqx.filter_jit
-def _profile_limits(data, models, fits, cl, settings):
+def _profile_limits(data, models, fits, cl, settings, batch_size=DEFAULT_BATCH_SIZE):
     z = ndtri(jnp.asarray(cl, jnp.float64))
-    return eqx.filter_vmap(lambda d, m, f: _limit_window(d, m, f, z, settings))(data, models, fits)
+    return _batched(lambda d, m, f: _limit_window(d, m, f, z, settings), batch_size, data, models, fits)
 
 
 def bump_hunt(data, models: StatisticalModel, cl: float = 0.90, *,
