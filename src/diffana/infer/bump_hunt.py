@@ -34,6 +34,7 @@ from jax.scipy.special import ndtri
 
 from diffana.infer import linalg
 from diffana.infer.fit import minimize_deviance, poi_index
+from diffana.infer.minimize import SolverOptions
 from diffana.infer.lee import global_p_value_from_toys, gross_vitells, significance_from_p_value, upcrossings
 from diffana.infer.protocol import StatisticalModel, check_is_model, gradient_and_hessian, stack_size
 from diffana.infer.settings import FitSettings, check_against_model, resolve_settings
@@ -112,6 +113,18 @@ class FitBias(NamedTuple):
     mean_bias: jax.Array  # mean of ŝ − s_inj (POI units)
     mean_pull_error: jax.Array  # statistical error of mean_pull: pull_width/√n
     converged_fraction: jax.Array  # fraction of toys whose fits converged
+
+
+# The windows' fits stop when the Newton decrement (≈ twice the distance to the
+# minimum in −2 ln L) is below 1e-12 rather than the 1e-18 of diffana's other
+# entry points: the last, full Newton step still lands on the minimum to rounding
+# (9788 four-muon windows: limits and S identical to 5e-14, 1.5–1.7× faster).
+BUMP_HUNT_SOLVER = SolverOptions(decrement_tolerance=1e-12)
+
+
+def _settings(settings: FitSettings | None) -> FitSettings:
+    """The given settings, or the bump hunt's defaults (:data:`BUMP_HUNT_SOLVER`)."""
+    return FitSettings(solver=BUMP_HUNT_SOLVER) if settings is None else resolve_settings(settings)
 
 
 # --- checks ---------------------------------------------------------------------
@@ -273,7 +286,7 @@ def fit_windows(data, models: StatisticalModel, *, settings: FitSettings | None 
         settings: one :class:`FitSettings` for every window (or stacked like the
             models).
     """
-    settings = resolve_settings(settings)
+    settings = _settings(settings)
     data = _check_windows(data, models, settings)
     return _fit_windows(data, models, settings)
 
@@ -303,7 +316,7 @@ def profile_upper_limits(data, models: StatisticalModel, cl: float = 0.90, fits:
 
     ``fits``: the windows' :func:`fit_windows` (computed if not given).
     """
-    settings = resolve_settings(settings)
+    settings = _settings(settings)
     cl = _check_cl(cl)
     data = _check_windows(data, models, settings)
     if fits is None:
@@ -321,7 +334,7 @@ def bump_hunt(data, models: StatisticalModel, cl: float = 0.90, *,
               settings: FitSettings | None = None) -> BumpHuntResult:
     """Fit, local significance and profile-likelihood upper limit of every window
     of a scan (:func:`fit_windows` then :func:`profile_upper_limits`)."""
-    settings = resolve_settings(settings)
+    settings = _settings(settings)
     cl = _check_cl(cl)
     data = _check_windows(data, models, settings)
     fits, limits = _bump_hunt(data, models, cl, settings)
@@ -370,7 +383,7 @@ def global_significance(data, models: StatisticalModel, first_bin, background_sp
             batch_size × windows).
         observed: the observed :func:`fit_windows` (computed if not given).
     """
-    settings = resolve_settings(settings)
+    settings = _settings(settings)
     data = _check_windows(data, models, settings)
     background_spectrum = jnp.asarray(background_spectrum, jnp.float64)
     first_bin = jnp.asarray(first_bin)
@@ -442,7 +455,7 @@ def fit_bias(data, models: StatisticalModel, injected_yield, key, n_toys: int = 
         n_toys: pseudo-experiments per window; batch_size: windows bootstrapped
             at once (memory ∝ batch_size × n_toys × bins).
     """
-    settings = resolve_settings(settings)
+    settings = _settings(settings)
     data = _check_windows(data, models, settings)
     n_windows = data.shape[0]
     injected = jnp.broadcast_to(jnp.asarray(injected_yield, jnp.float64), (n_windows,))
