@@ -9,7 +9,8 @@ likelihood fits and CLs values need float64 to agree with pyhf and ROOT. Arrays
 created *before* the import keep their dtype; import diffana first.
 
 Submodules (imported on first use): ``model``, ``infer``, ``soft``, ``selection``,
-``objectives``, ``train``, ``events``, ``physics``, ``io``, ``plot``, ``errors``.
+``objectives``, ``train``, ``events``, ``physics``, ``io``, ``plot``, ``errors``,
+``shapes``.
 Every error diffana raises on purpose derives from ``diffana.DiffanaError``.
 """
 
@@ -32,6 +33,7 @@ _SUBMODULES = (
     "physics",
     "plot",
     "selection",
+    "shapes",
     "soft",
     "train",
 )
