@@ -467,11 +467,27 @@ def fit_bias(data, models: StatisticalModel, injected_yield, key, n_toys: int = 
     return _fit_bias(keys, data, models, injected, int(n_toys), int(batch_size), settings)
 
 
+class _YieldFit(NamedTuple):
+    """A toy's free fit, as the bootstrap needs it."""
+
+    signal_yield: jax.Array
+    yield_error: jax.Array
+    converged: jax.Array
+
+
+def _free_fit(data, model, settings: FitSettings) -> _YieldFit:
+    """The free fit alone (the bootstrap's pulls need no background-only fit)."""
+    setup = settings.resolve(model.config)
+    free = minimize_deviance(model, data, setup.init, setup.lower, setup.upper, setup.fixed, settings.solver)
+    return _YieldFit(signal_yield=free.x[model.config.poi_index],
+                     yield_error=_poi_error(model, free.x, data, ~setup.fixed), converged=free.converged)
+
+
 def _bias_window(key, data, model, injected, n_toys, settings):
     poi = model.config.poi_index
     background = _fit_window(data, model, settings).background_only
     toys = model.sample_data(key, background.at[poi].set(injected), n_toys)
-    fits = jax.vmap(lambda d: _fit_window(d, model, settings))(toys)
+    fits = jax.vmap(lambda d: _free_fit(d, model, settings))(toys)
     pulls = (fits.signal_yield - injected) / fits.yield_error
     ok = fits.converged & (fits.yield_error > 0)
     count = jnp.maximum(jnp.sum(ok), 1)
