@@ -361,7 +361,7 @@ def window_data(spectrum_counts, first_bin, bins_per_window: int, auxdata) -> ja
 
 
 def global_significance(data, models: StatisticalModel, first_bin, background_spectrum, key, n_toys: int = 100,
-                        reference_level: float = 1.0, batch_size: int = 8, observed: WindowFits | None = None, *,
+                        reference_level: float = 1.0, batch_size: int = 1, observed: WindowFits | None = None, *,
                         settings: FitSettings | None = None) -> GlobalSignificance:
     """Global significance of the largest local excess of a scan.
 
@@ -379,8 +379,8 @@ def global_significance(data, models: StatisticalModel, first_bin, background_sp
         background_spectrum: (M,) expected background counts of every bin of the
             spectrum (e.g. a fit of the background model to the whole spectrum).
         key: ``jax.random`` key or integer seed.
-        n_toys: pseudo-experiments; batch_size: toys fitted at once (memory ∝
-            batch_size × windows).
+        n_toys: pseudo-experiments; batch_size: toys analysed at once (each
+            toy's windows are fitted in batches of 64, one batch after another).
         observed: the observed :func:`fit_windows` (computed if not given).
     """
     settings = _settings(settings)
@@ -416,7 +416,7 @@ def _global_significance(key, data, models, first_bin, background_spectrum, n_to
     def analyse(toy):
         spectrum, toy_aux = toy
         toy_data = window_data(spectrum, first_bin, bins, jnp.broadcast_to(toy_aux, (data.shape[0], n_aux)))
-        fits = eqx.filter_vmap(lambda d, m: _fit_window(d, m, settings))(toy_data, models)
+        fits = _batched(lambda d, m: _fit_window(d, m, settings), DEFAULT_BATCH_SIZE, toy_data, models)
         return fits.local_significance, fits.converged
 
     significance, converged = jax.lax.map(analyse, (spectra.astype(jnp.float64), aux),
