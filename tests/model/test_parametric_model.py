@@ -407,6 +407,20 @@ def test_nuisances_move_the_signal(dcb_counts):
                                    50.0 * factor * np.asarray(moved.bin_integrals(EDGES_100)), rtol=1e-13)
 
 
+def test_nuisances_move_a_voigtian_peak(dcb_counts):
+    """Breit–Wigner and Voigtian name their peak ``mass``: the mass-scale pull moves
+    it, the resolution pull scales the Gaussian sigma (not the natural width)."""
+    from diffana.shapes import Voigtian
+
+    signal = Voigtian(MEAN, 0.01, SIGMA, LOWER, UPPER)
+    model = ParametricModel.build(edges=EDGES_100, signal=signal, counts=dcb_counts, mass_scale_width=0.004,
+                                  resolution_width=0.1)
+    pars = model.config.init.at[0].set(50.0).at[-2:].set(jnp.array([1.5, -2.0]))
+    moved = Voigtian(MEAN + 1.5 * 0.004, 0.01, SIGMA * (1 - 2 * 0.1), LOWER, UPPER)
+    np.testing.assert_allclose(np.asarray(model.expected_signal(pars)),
+                               50.0 * np.asarray(moved.bin_integrals(EDGES_100)), rtol=1e-12)
+
+
 @pytest.mark.parametrize("nuisances", [
     {},
     dict(mass_scale_width=0.004, resolution_width=0.1, efficiency_width=0.1),

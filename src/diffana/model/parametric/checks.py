@@ -74,6 +74,15 @@ def _check_counts(counts, n_bins: int, argument: str = "counts") -> jax.Array:
     return counts
 
 
+def location_field(signal) -> str | None:
+    """The name of the shape's peak position: ``mean`` (Gaussian, Crystal Balls) or
+    ``mass`` (Breit–Wigner, Voigtian); None if it has neither."""
+    for field in ("mean", "mass"):
+        if hasattr(signal, field):
+            return field
+    return None
+
+
 def _check_signal(signal, edges, use_mean: bool, use_width: bool) -> tuple[str, ...]:
     """The signal shape's width fields; one-line InvalidModel if it lacks
     ``bin_integrals``, ``mean`` or a width where a nuisance needs them, or (when
@@ -81,8 +90,9 @@ def _check_signal(signal, edges, use_mean: bool, use_width: bool) -> tuple[str, 
     if not callable(getattr(signal, "bin_integrals", None)):
         raise InvalidModel(f"signal must be a shape with bin_integrals(edges) (diffana.shapes), "
                            f"got {type(signal).__name__}")
-    if use_mean and not hasattr(signal, "mean"):
-        raise InvalidModel(f"signal ({type(signal).__name__}) has no 'mean' for the mass-scale nuisance to shift")
+    if use_mean and location_field(signal) is None:
+        raise InvalidModel(f"signal ({type(signal).__name__}) has no 'mean' (or 'mass') for the mass-scale "
+                           "nuisance to shift")
     width_fields = tuple(f.name for f in dataclasses.fields(signal)
                          if f.name in _WIDTH_ATTRIBUTES or f.name.startswith("sigma_")) \
         if dataclasses.is_dataclass(signal) else ()
@@ -98,11 +108,12 @@ def _check_signal(signal, edges, use_mean: bool, use_width: bool) -> tuple[str, 
             raise InvalidModel(f"signal is normalised on [{shape_range[0]!r}, {shape_range[1]!r}], but the window "
                                f"(edges) is [{window[0]!r}, {window[1]!r}]: build the shape with lower=edges[0], "
                                "upper=edges[-1]")
-        mean = getattr(signal, "mean", None)
+        field = location_field(signal)
+        mean = None if field is None else getattr(signal, field)
         if mean is not None and is_concrete(mean):
             m = float(np.asarray(mean))
             if not window[0] <= m <= window[1]:
-                raise InvalidModel(f"signal.mean = {m!r} lies outside the window [{window[0]!r}, {window[1]!r}]")
+                raise InvalidModel(f"signal.{field} = {m!r} lies outside the window [{window[0]!r}, {window[1]!r}]")
     return width_fields
 
 

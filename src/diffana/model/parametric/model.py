@@ -18,6 +18,7 @@ from diffana.model.parametric.checks import (
     _check_degree,
     _check_edges,
     _check_signal,
+    location_field,
     _nuisance_width,
     _scalar,
 )
@@ -161,7 +162,8 @@ class ParametricModel(eqx.Module):
         shape = self.signal
         if "mass_scale" in self.config.nuisance_names:
             shift = self._pull(pars, "mass_scale") * self._width("mass_scale")
-            shape = eqx.tree_at(lambda s: s.mean, shape, shape.mean + shift)
+            field = location_field(shape)  # mean, or mass for a Breit–Wigner / Voigtian
+            shape = eqx.tree_at(lambda s: getattr(s, field), shape, getattr(shape, field) + shift)
         if "resolution" in self.config.nuisance_names:
             factor = 1.0 + self._pull(pars, "resolution") * self._width("resolution")
             for field in self.width_fields:
