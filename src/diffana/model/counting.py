@@ -45,7 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffana._util import is_concrete
-from diffana.model.model import InvalidModel, _poisson_log_ratio, _poisson_saturated_logpdf
+from diffana.model.arguments import scalar as _scalar
+from diffana.model.model import InvalidModel, PoissonGaussianNormalisation, _poisson_log_ratio
 from diffana.model.structure import SuggestedParameters
 
 POI_INDEX = 0
@@ -73,23 +74,6 @@ class LogNormalNuisance:
     name: str
     signal_kappa: float = 1.0
     background_kappa: float = 1.0
-
-
-def _scalar(value, argument: str, meaning: str, *, positive: bool) -> jax.Array:
-    """``value`` as a float64 scalar; a one-line InvalidModel naming ``argument`` if
-    it is concrete and not finite, or not > 0 (``positive``) or not ≥ 0."""
-    if is_concrete(value):
-        try:
-            number = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InvalidModel(f"{argument} must be a number ({meaning}), got {value!r}") from None
-        if number.ndim != 0:
-            raise InvalidModel(f"{argument} must be a single number ({meaning}), got shape {number.shape}")
-        bad = not np.isfinite(number) or (number <= 0 if positive else number < 0)
-        if bad:
-            relation = "> 0" if positive else ">= 0"
-            raise InvalidModel(f"{argument} must be a finite number {relation} ({meaning}), got {float(number)!r}")
-    return jnp.asarray(value, jnp.float64)
 
 
 def _bounds(value, argument: str) -> tuple[jax.Array, jax.Array]:
@@ -193,7 +177,7 @@ class CountingConfig(eqx.Module, SuggestedParameters):
         return float(self.lower[POI_INDEX]), float(self.upper[POI_INDEX])
 
 
-class CountingModel(eqx.Module):
+class CountingModel(eqx.Module, PoissonGaussianNormalisation):
     """Poisson on/off counting likelihood with log-normal systematic uncertainties
     (see the module docstring for the formula).
 
@@ -398,20 +382,6 @@ class CountingModel(eqx.Module):
         poisson = jnp.sum(_poisson_log_ratio(main, self.expected_actualdata(pars)))
         gaussian = -0.5 * jnp.sum((aux - alpha) ** 2)
         return -2.0 * (poisson + gaussian)
-
-    def saturated_twice_nll(self, data) -> jax.Array:
-        """−2 ln L of the saturated model: a constant of the data."""
-        main, aux = self._split_data(data)
-        gaussian = -0.5 * math.log(2.0 * math.pi) * aux.shape[0]
-        return -2.0 * (jnp.sum(_poisson_saturated_logpdf(main)) + gaussian)
-
-    def twice_nll(self, pars, data) -> jax.Array:
-        """−2 ln L, pyhf's normalisation (continuous Poisson, unit Gaussians)."""
-        return self.deviance(pars, data) + self.saturated_twice_nll(data)
-
-    def logpdf(self, pars, data) -> jax.Array:
-        """ln L(pars | data)."""
-        return -0.5 * self.twice_nll(pars, data)
 
     # --- pseudo-experiments -------------------------------------------------------
 

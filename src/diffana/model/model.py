@@ -399,3 +399,24 @@ def _poisson_saturated_logpdf(n):
     series = inverse * (1.0 / 12 - inverse2 * (1.0 / 360 - inverse2 * (1.0 / 1260 - inverse2 * (1.0 / 1680 - inverse2 / 1188))))
     stirling = -0.5 * jnp.log(2.0 * math.pi * large) - series
     return jnp.where(small, direct, stirling)
+
+
+class PoissonGaussianNormalisation:
+    """pyhf's normalisation of −2 ln L for a model whose main data are Poisson counts
+    and whose auxiliary data are unit Gaussians (the counting and the parametric
+    model): ``saturated_twice_nll``, ``twice_nll`` and ``logpdf`` from the model's
+    ``deviance`` and ``_split_data`` (main counts, auxiliary data)."""
+
+    def saturated_twice_nll(self, data) -> jax.Array:
+        """−2 ln L of the saturated model: a constant of the data."""
+        main, aux = self._split_data(data)
+        gaussian = -0.5 * math.log(2.0 * math.pi) * aux.shape[0]
+        return -2.0 * (jnp.sum(_poisson_saturated_logpdf(main)) + gaussian)
+
+    def twice_nll(self, pars, data) -> jax.Array:
+        """−2 ln L (continuous Poisson, unit Gaussians), pyhf's normalisation."""
+        return self.deviance(pars, data) + self.saturated_twice_nll(data)
+
+    def logpdf(self, pars, data) -> jax.Array:
+        """ln L(pars | data)."""
+        return -0.5 * self.twice_nll(pars, data)

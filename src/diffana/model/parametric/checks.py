@@ -11,27 +11,12 @@ import numpy as np
 
 from diffana._util import is_concrete
 from diffana.errors import InvalidModel
+from diffana.model.arguments import scalar as _scalar
 from diffana.model.parametric.config import PULL_BOUNDS
 
 # A linear factor 1 + α·σ stays positive on the pulls' bounds [−5, 5] only for σ < 1/5.
 _LINEAR_WIDTH_LIMIT = 1.0 / -PULL_BOUNDS[0]
 _WIDTH_ATTRIBUTES = ("sigma",)  # shape fields scaled by the resolution nuisance (also sigma_*)
-
-
-def _scalar(value, argument: str, meaning: str, *, positive: bool) -> jax.Array:
-    """``value`` as a float64 scalar; a one-line InvalidModel naming ``argument`` if
-    it is concrete and not a finite number > 0 (``positive``) or ≥ 0."""
-    if is_concrete(value):
-        try:
-            number = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InvalidModel(f"{argument} must be a number ({meaning}), got {value!r}") from None
-        if number.ndim != 0:
-            raise InvalidModel(f"{argument} must be a single number ({meaning}), got shape {number.shape}")
-        if not np.isfinite(number) or (number <= 0 if positive else number < 0):
-            relation = "> 0" if positive else ">= 0"
-            raise InvalidModel(f"{argument} must be a finite number {relation} ({meaning}), got {float(number)!r}")
-    return jnp.asarray(value, jnp.float64)
 
 
 def _check_edges(edges, degree: int) -> jax.Array:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import equinox as eqx
@@ -12,7 +11,7 @@ import numpy as np
 
 from diffana._util import is_concrete
 from diffana.errors import InvalidModel
-from diffana.model.model import _poisson_log_ratio, _poisson_saturated_logpdf
+from diffana.model.model import PoissonGaussianNormalisation, _poisson_log_ratio
 from diffana.model.parametric.checks import (
     _check_counts,
     _check_degree,
@@ -37,7 +36,7 @@ EFFICIENCY_FORMS = ("normal", "lognormal")
 _NUISANCES = ("mass_scale", "resolution", "efficiency")  # parameter order of the pulls
 
 
-class ParametricModel(eqx.Module):
+class ParametricModel(eqx.Module, PoissonGaussianNormalisation):
     """A signal shape on a Bernstein-polynomial background in one fit window (see
     the docstring of diffana.model.parametric for the formula). Build it with :meth:`build`."""
 
@@ -261,20 +260,6 @@ class ParametricModel(eqx.Module):
             gradient = gradient + 2.0 * jnp.where(pulls, pull_values - aux_full, 0.0)
             hessian = hessian + 2.0 * jnp.diag(pulls.astype(pars.dtype))
         return gradient, hessian
-
-    def saturated_twice_nll(self, data) -> jax.Array:
-        """−2 ln L of the saturated model: a constant of the data."""
-        main, aux = self._split_data(data)
-        gaussian = -0.5 * math.log(2.0 * math.pi) * aux.shape[0]
-        return -2.0 * (jnp.sum(_poisson_saturated_logpdf(main)) + gaussian)
-
-    def twice_nll(self, pars, data) -> jax.Array:
-        """−2 ln L (continuous Poisson, unit Gaussians), pyhf's normalisation."""
-        return self.deviance(pars, data) + self.saturated_twice_nll(data)
-
-    def logpdf(self, pars, data) -> jax.Array:
-        """ln L(pars | data)."""
-        return -0.5 * self.twice_nll(pars, data)
 
     # --- pseudo-experiments -------------------------------------------------------
 
