@@ -47,7 +47,7 @@ import numpy as np
 from diffana._util import is_concrete
 from diffana.model.arguments import scalar as _scalar
 from diffana.model.model import InvalidModel, PoissonGaussianNormalisation, _poisson_log_ratio
-from diffana.model.structure import SuggestedParameters
+from diffana.model.structure import NamedParameters, SuggestedParameters
 
 POI_INDEX = 0
 BACKGROUND_INDEX = 1
@@ -113,7 +113,7 @@ def _relative_to_kappa(uncertainty, argument: str, name: str):
     return 1.0 + jnp.asarray(uncertainty, jnp.float64)
 
 
-class CountingConfig(eqx.Module, SuggestedParameters):
+class CountingConfig(eqx.Module, SuggestedParameters, NamedParameters):
     """Parameter bookkeeping of a :class:`CountingModel`, in pyhf's vocabulary.
 
     Parameters are ``[poi, b0, alpha_<name>…]``: the parameter of interest (in the
@@ -129,26 +129,6 @@ class CountingConfig(eqx.Module, SuggestedParameters):
     names: tuple[str, ...] = eqx.field(static=True)
 
     @property
-    def poi_index(self) -> int:
-        return POI_INDEX
-
-    @property
-    def poi_name(self) -> str:
-        return self.names[POI_INDEX]
-
-    @property
-    def npars(self) -> int:
-        return len(self.names)
-
-    @property
-    def par_names(self) -> list[str]:
-        return list(self.names)
-
-    @property
-    def parameters(self) -> list[str]:
-        return list(self.names)
-
-    @property
     def nuisance_names(self) -> list[str]:
         """The nuisances' names (without the ``alpha_`` prefix), in parameter order."""
         return [name[len("alpha_"):] for name in self.names[BACKGROUND_INDEX + 1:]]
@@ -161,20 +141,6 @@ class CountingConfig(eqx.Module, SuggestedParameters):
     def nauxdata(self) -> int:
         return len(self.names) - BACKGROUND_INDEX - 1
 
-    @property
-    def auxdata(self) -> jax.Array:
-        return self.auxdata_values
-
-    def par_index(self, name: str) -> int:
-        """Position of parameter ``name`` in parameter vectors."""
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise KeyError(f"no parameter named {name!r}; the model has {list(self.names)}") from None
-
-    def poi_bounds(self) -> tuple[float, float]:
-        """The POI's (lower, upper) bounds as Python floats (a single, concrete model)."""
-        return float(self.lower[POI_INDEX]), float(self.upper[POI_INDEX])
 
 
 class CountingModel(eqx.Module, PoissonGaussianNormalisation):

@@ -231,3 +231,44 @@ class ModelConfig(eqx.Module, SuggestedParameters):
             raise ValueError("this model has no parameter of interest; build it with poi_name=...")
         low, high = self.suggested_bounds()[self.poi_index]
         return float(low), float(high)
+
+
+class NamedParameters:
+    """pyhf's parameter vocabulary for a config whose POI is parameter 0 and whose
+    ``names`` tuple, ``lower``/``upper`` arrays and ``auxdata_values`` are fields
+    (the counting and the parametric models' configs)."""
+
+    @property
+    def poi_index(self) -> int:
+        return 0
+
+    @property
+    def poi_name(self) -> str:
+        return self.names[0]
+
+    @property
+    def npars(self) -> int:
+        return len(self.names)
+
+    @property
+    def par_names(self) -> list[str]:
+        return list(self.names)
+
+    @property
+    def parameters(self) -> list[str]:
+        return list(self.names)
+
+    @property
+    def auxdata(self):
+        return self.auxdata_values
+
+    def par_index(self, name: str) -> int:
+        """Position of parameter ``name`` in parameter vectors."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise KeyError(f"no parameter named {name!r}; the model has {list(self.names)}") from None
+
+    def poi_bounds(self) -> tuple[float, float]:
+        """The POI's (lower, upper) bounds as Python floats (a single, concrete model)."""
+        return float(self.lower[0]), float(self.upper[0])

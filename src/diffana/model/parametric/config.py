@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from diffana._util import is_concrete
 from diffana.errors import InvalidModel
-from diffana.model.structure import SuggestedParameters
+from diffana.model.structure import NamedParameters, SuggestedParameters
 from diffana.shapes.polynomials import bernstein_basis_integrals
 
 POI_INDEX = 0
@@ -32,7 +32,7 @@ def bernstein_bin_fractions(edges, degree: int) -> jax.Array:
 
 # --- configuration -----------------------------------------------------------------
 
-class ParametricConfig(eqx.Module, SuggestedParameters):
+class ParametricConfig(eqx.Module, SuggestedParameters, NamedParameters):
     """Parameter bookkeeping of a :class:`ParametricModel`, in pyhf's vocabulary.
 
     Parameters are ``[poi, bkg_c0 … bkg_c<n>, alpha_<nuisance>…]``: the POI (signal
@@ -49,26 +49,6 @@ class ParametricConfig(eqx.Module, SuggestedParameters):
     names: tuple[str, ...] = eqx.field(static=True)
     n_bins: int = eqx.field(static=True)
     degree: int = eqx.field(static=True)
-
-    @property
-    def poi_index(self) -> int:
-        return POI_INDEX
-
-    @property
-    def poi_name(self) -> str:
-        return self.names[POI_INDEX]
-
-    @property
-    def npars(self) -> int:
-        return len(self.names)
-
-    @property
-    def par_names(self) -> list[str]:
-        return list(self.names)
-
-    @property
-    def parameters(self) -> list[str]:
-        return list(self.names)
 
     @property
     def background_slice(self) -> slice:
@@ -88,20 +68,6 @@ class ParametricConfig(eqx.Module, SuggestedParameters):
     def nauxdata(self) -> int:
         return len(self.names) - self.background_slice.stop
 
-    @property
-    def auxdata(self) -> jax.Array:
-        return self.auxdata_values
-
-    def par_index(self, name: str) -> int:
-        """Position of parameter ``name`` in parameter vectors."""
-        try:
-            return self.names.index(name)
-        except ValueError:
-            raise KeyError(f"no parameter named {name!r}; the model has {list(self.names)}") from None
-
-    def poi_bounds(self) -> tuple[float, float]:
-        """The POI's (lower, upper) bounds as Python floats (a single, concrete model)."""
-        return float(self.lower[POI_INDEX]), float(self.upper[POI_INDEX])
 
 
 def _config(counts, per_poi, degree: int, nuisances, poi_name: str, poi_bounds) -> ParametricConfig:
