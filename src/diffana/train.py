@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import optax
 
 from diffana.events import Events
+from diffana.streaming import (ChunkedSource, ChunkProgress, StreamedLoss, check_streamed_arguments,
+                               streamed_train_step)
 
 __all__ = ["History", "TrainResult", "train", "save_checkpoint", "load_checkpoint"]
 
@@ -234,10 +236,14 @@ def train(
     params : pytree
         Initial parameters (e.g. a selection Module). Leaves selected by ``trainable``
         (default: every float array) are trained; the rest is held fixed.
-    data : Events or pytree
+    data : Events or pytree or ChunkedSource
         Training events. With ``batch_size`` the leading axis is shuffled each epoch
         and cut into ``N // batch_size`` batches (the remainder is dropped for fixed
         shapes); an :class:`Events` batch is rescaled per process to the full yields.
+        A :class:`diffana.streaming.ChunkedSource` (a sample larger than memory) goes
+        with a :class:`diffana.streaming.StreamedLoss` as ``loss_fn`` and
+        ``batch_size=None``: each step streams every chunk twice (exact full-batch
+        gradient, see diffana.streaming) and the progress bar also shows the chunks.
     n_steps : int
         Total number of optimiser steps (including ones done before a resume).
     optimizer : optax.GradientTransformation
@@ -267,7 +273,10 @@ def train(
     if n_steps < 0:
         raise ValueError(f"train: n_steps must be >= 0, got {n_steps}")
     optimizer = optax.adam(1e-3) if optimizer is None else optimizer
-    n_events = _n_events(data)
+    streamed = isinstance(loss_fn, StreamedLoss) or isinstance(data, ChunkedSource)
+    if streamed:
+        check_streamed_arguments(loss_fn, data, batch_size)
+    n_events = None if streamed else _n_events(data)
     if batch_size is not None:
         if not 0 < batch_size <= n_events:
             raise ValueError(f"train: batch_size must be in [1, {n_events}], got {batch_size}")
@@ -279,7 +288,12 @@ def train(
     opt_state = optimizer.init(diff)
     takes_step = _takes_step(loss_fn)
 
+    chunk_progress = ChunkProgress(False, 0)  # replaced once the bar exists
+
     def step_fn(diff, opt_state, data, key, step):
+        if streamed:
+            return streamed_train_step(loss_fn, optimizer, static, data, diff, opt_state, step,
+                                       chunk_progress.on_chunk)
         return _train_step(loss_fn, optimizer, static, takes_step, n_events, batch_size,
                            diff, opt_state, data, key, step)
 
@@ -308,6 +322,8 @@ def train(
     stopped_early = False
     t0 = time.perf_counter()
     bar = _progress_bar(progress, n_steps, step)
+    if streamed:
+        chunk_progress = ChunkProgress(bar is not None, data.n_chunks, bar and bar[0]).start()
     try:
         while step < n_steps:
             new_diff, new_state, loss, grads_finite = step_fn(
@@ -340,7 +356,7 @@ def train(
             diff, opt_state = new_diff, new_state
             step += 1
             if bar is not None:
-                bar[0].update(bar[1], completed=step, loss=loss)
+                bar[0].update(bar[1], completed=step, status=f"loss {loss:.6g}")
             if callback is not None:
                 callback(step, eqx.combine(diff, static), loss)
             if patience is not None and bad_evals >= patience:
@@ -373,12 +389,12 @@ def _progress_bar(enabled: bool, total: int, start: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     progress = Progress(
-        TextColumn("[bold]training"),
+        TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.6g}"),
+        TextColumn("{task.fields[status]}"),  # the loss; empty on a streamed run's chunk row
         TimeRemainingColumn(),
     )
-    task = progress.add_task("train", total=total, completed=start, loss=float("nan"))
+    task = progress.add_task("training", total=total, completed=start, status="loss nan")
     progress.start()
     return progress, task
