@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import itertools
 import math
 import os
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -93,7 +94,7 @@ def _check_chunk_settings(chunk_size, n_features: int, memory_cap) -> None:
 @dataclasses.dataclass(frozen=True)
 class ChunkOrigin:
     """Where a chunk comes from, for error messages: ``source`` (a file path, "arrays"
-    or the generator's name), ``index`` (chunk number in the whole source) and
+    or the generator's name), ``index`` (chunk number within ``source``) and
     ``first_event`` (index of its first event within ``source``)."""
 
     source: str
@@ -152,10 +153,10 @@ def _padded_events(arrays, features, process_names, chunk_size) -> Events:
         return np.concatenate([column, np.full(pad, fill, dtype=column.dtype)]) if pad else column
 
     return Events(
-        features={name: jnp.asarray(padded(arrays[name].astype(np.float64), arrays[name][0]))
+        features={name: jnp.asarray(padded(arrays[name].astype(np.float64, copy=False), arrays[name][0]))
                   for name in features},
-        weight=jnp.asarray(padded(arrays[WEIGHT].astype(np.float64), 0.0)),
-        process=jnp.asarray(padded(arrays[PROCESS].astype(np.int32), arrays[PROCESS][0])),
+        weight=jnp.asarray(padded(arrays[WEIGHT].astype(np.float64, copy=False), 0.0)),
+        process=jnp.asarray(padded(arrays[PROCESS].astype(np.int32, copy=False), arrays[PROCESS][0])),
         process_names=tuple(process_names),
     )
 
@@ -304,13 +305,10 @@ class ChunkedSource:
         entries = [_checked_entries(path, tree, branches, branch_map) for path in paths]
 
         def raw_chunks():
-            index = 0
             for path in paths:
                 chunks = io.iterate_sample(path, tree, branches=branches, branch_map=branch_map,
                                            step_size=chunk_size, nan_policy=nan_policy)
-                for origin, columns in _labelled(chunks, path, index, chunk_size):
-                    yield origin, columns
-                    index += 1
+                yield from _labelled(chunks, path, chunk_size)
 
         n_chunks = sum(math.ceil(n / chunk_size) for n in entries)
         return cls(raw_chunks, int(chunk_size), n_chunks, features, tuple(process_names),
@@ -327,12 +325,12 @@ def _checked_entries(path: str, tree: str, branches, branch_map) -> int:
     return int(ttree.num_entries)
 
 
-def _labelled(chunks: Iterator, path: str, first_index: int, chunk_size: int):
-    """Pair each chunk read from ``path`` with its origin; a read error (e.g. NaN in a
-    branch, found by diffana.io) is re-raised naming the file and the chunk."""
-    index = first_index
-    while True:
-        origin = ChunkOrigin(path, index, (index - first_index) * chunk_size)
+def _labelled(chunks: Iterator, path: str, chunk_size: int):
+    """Pair each chunk read from ``path`` with its origin (chunk number within the
+    file); a read error (e.g. NaN in a branch, found by diffana.io) is re-raised naming
+    the file and the chunk."""
+    for index in itertools.count():
+        origin = ChunkOrigin(path, index, index * chunk_size)
         try:
             columns = next(chunks)
         except StopIteration:
@@ -340,7 +338,6 @@ def _labelled(chunks: Iterator, path: str, first_index: int, chunk_size: int):
         except SampleIOError as error:
             raise SampleIOError(f"{origin}: {error}") from error
         yield origin, columns
-        index += 1
 
 
 # --------------------------------------------------------------------------- the two passes
