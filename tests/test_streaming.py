@@ -99,6 +99,11 @@ def test_streamed_value_and_gradient_equal_in_memory(problem, in_memory):
     assert float(value) == pytest.approx(float(reference_value), rel=1e-10)
     assert relative_difference(leaves(grads), leaves(reference_grads)) < 1e-10
     assert jax.tree_util.tree_structure(grads) == jax.tree_util.tree_structure(reference_grads)
+    # an objective with a ``step`` keyword receives the step (annealing schedules)
+    scaled, scaled_grads = streamed_value_and_grad(
+        histograms, lambda n, h, step: step * objective(n, h), net, source, step=3)
+    assert float(scaled) == pytest.approx(3 * float(reference_value), rel=1e-10)
+    assert relative_difference(leaves(scaled_grads), [3 * g for g in leaves(reference_grads)]) < 1e-10
 
 
 def test_padding_is_an_exact_no_op(problem):

@@ -121,8 +121,7 @@ def _validated_columns(columns, origin: ChunkOrigin, features, process_names, ch
     arrays = {name: np.asarray(columns[name]) for name in needed}
     lengths = {name: a.shape for name, a in arrays.items()}
     n = len(arrays[WEIGHT]) if arrays[WEIGHT].ndim == 1 else -1
-    bad_shape = [name for name, shape in lengths.items() if shape != (n,)]
-    if bad_shape:
+    if any(shape != (n,) for shape in lengths.values()):
         raise SampleIOError(f"{origin}: branches need one number per event, got shapes {lengths}")
     if n > chunk_size:
         raise SampleIOError(f"{origin}: {n} events, more than chunk_size {chunk_size}")
@@ -420,6 +419,8 @@ class StreamedLoss:
             totals = _add_chunk_histograms(self.histograms, diff, static, chunk, step, totals)
             n_forward += 1
             report("forward", n_forward)
+        if totals is None:
+            raise SampleIOError(f"{source.description}: no events in any chunk (all dropped?)")
         value, grads, cotangent = _objective_value_and_grads(self.objective, diff, static, totals, step)
         n_backward = 0
         for chunk in source:
