@@ -259,7 +259,9 @@ def test_memory_cap_and_settings(problem):
     sample, _, _ = problem
     row = bytes_per_event(len(FEATURES))
     assert row == 8 * 3 + 4
-    with pytest.raises(ConfigError, match=rf"chunk_size 1000 events x {row} bytes .* exceeds memory_cap 20000 bytes; use chunk_size <= {20000 // row}"):
+    expected = (rf"chunk_size 1000 events x {row} bytes .* exceeds memory_cap 20000 bytes; "
+                rf"use chunk_size <= {20000 // row}")
+    with pytest.raises(ConfigError, match=expected):
         ChunkedSource.from_arrays(sample, 1000, features=FEATURES,
                                   process_names=("signal", "background"), memory_cap=20_000)
     ChunkedSource.from_arrays(sample, 20_000 // row, features=FEATURES,
