@@ -21,6 +21,12 @@ injected signal.
 Every function takes the stacked models and a data row per window (``data`` of
 shape (H, bins + auxdata)) and runs all windows in one ``vmap``; it works for any
 stacked :class:`~diffana.infer.protocol.StatisticalModel` with a POI.
+
+Several devices: :func:`fit_windows`, :func:`profile_upper_limits` and
+:func:`bump_hunt` take ``mesh=`` (:func:`diffana.sharding.device_mesh`); the windows
+are then split along the mesh's ``"hypotheses"`` axis and each device fits its own
+block (batches of 64 one after another, as on one device), with no communication.
+Results equal the single-device ones (docs/devices.md).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import ndtri
 
+from diffana import sharding
 from diffana.infer import linalg
 from diffana.infer.fit import minimize_deviance, poi_index
 from diffana.infer.minimize import SolverOptions
@@ -276,7 +283,8 @@ def _limit_window(data, model, fits: WindowFits, z, settings: FitSettings) -> Pr
 
 # --- every window at once ----------------------------------------------------------
 
-def fit_windows(data, models: StatisticalModel, *, settings: FitSettings | None = None) -> WindowFits:
+def fit_windows(data, models: StatisticalModel, *, settings: FitSettings | None = None,
+                mesh: jax.sharding.Mesh | None = None) -> WindowFits:
     """Free and background-only fits of every window, the fitted yield with its
     error and the signed local significance, in one vmapped call.
 
@@ -285,10 +293,34 @@ def fit_windows(data, models: StatisticalModel, *, settings: FitSettings | None 
         models: the stacked window models (``Windows.models``).
         settings: one :class:`FitSettings` for every window (or stacked like the
             models).
+        mesh: split the windows over the devices of this mesh's ``"hypotheses"``
+            axis (:func:`diffana.sharding.device_mesh`); None: this process's
+            default device.
     """
     settings = _settings(settings)
     data = _check_windows(data, models, settings)
-    return _fit_windows(data, models, settings)
+    return _on_mesh(mesh, lambda d, m: _fit_windows(d, m, settings, mesh=mesh), data, models)
+
+
+def _on_mesh(mesh, run, *stacked):
+    """``run(*stacked)``; with a mesh, on the windows placed along its
+    ``"hypotheses"`` axis (padded to a multiple of the shards by repeating the last
+    window) and with the padding dropped from the outputs."""
+    if mesh is None:
+        return run(*stacked)
+    shards = sharding.shard_hypotheses(stacked, mesh)
+    return sharding.unpad(run(*shards.stack), shards.n_hypotheses)
+
+
+def _over_windows(function, mesh, *stacked):
+    """``function(*stacked)`` on the windows' leading axis: at once on one device,
+    or each device of ``mesh`` on its own block of windows (``shard_map``: every
+    device runs its fits' while loops to the end on its own; XLA's automatic
+    partitioning of a vmapped while loop would instead synchronise all devices at
+    every iteration)."""
+    if mesh is None:
+        return function(*stacked)
+    return sharding.map_shards(function, mesh)(*stacked)
 
 
 def _batched(function, batch_size: int, *stacked):
@@ -303,48 +335,56 @@ def _batched(function, batch_size: int, *stacked):
 
 
 @eqx.filter_jit
-def _fit_windows(data, models, settings, batch_size=DEFAULT_BATCH_SIZE):
-    return _batched(lambda d, m: _fit_window(d, m, settings), batch_size, data, models)
+def _fit_windows(data, models, settings, batch_size=DEFAULT_BATCH_SIZE, mesh=None):
+    def fit_block(d, m):
+        return _batched(lambda dw, mw: _fit_window(dw, mw, settings), batch_size, d, m)
+    return _over_windows(fit_block, mesh, data, models)
 
 
 def profile_upper_limits(data, models: StatisticalModel, cl: float = 0.90, fits: WindowFits | None = None, *,
-                         settings: FitSettings | None = None) -> ProfileLimits:
+                         settings: FitSettings | None = None,
+                         mesh: jax.sharding.Mesh | None = None) -> ProfileLimits:
     """One-sided profile-likelihood upper limits at confidence level ``cl`` on the
     POI of every window: the POI s > max(ŝ, 0) where q̃(s) = Φ⁻¹(cl)² (1.642 at
     90%, 2.706 at 95%), the asymptotic one-sided limit without CLs (so, unlike
     CLs, a downward fluctuation gives a limit below the median expected one).
 
     ``fits``: the windows' :func:`fit_windows` (computed if not given).
+    ``mesh``: split the windows over devices, as in :func:`fit_windows`.
     """
     settings = _settings(settings)
     cl = _check_cl(cl)
     data = _check_windows(data, models, settings)
     if fits is None:
-        fits = _fit_windows(data, models, settings)
-    return _profile_limits(data, models, fits, cl, settings)
+        fits = _on_mesh(mesh, lambda d, m: _fit_windows(d, m, settings, mesh=mesh), data, models)
+    return _on_mesh(mesh, lambda d, m, f: _profile_limits(d, m, f, cl, settings, mesh=mesh), data, models, fits)
 
 
 @eqx.filter_jit
-def _profile_limits(data, models, fits, cl, settings, batch_size=DEFAULT_BATCH_SIZE):
+def _profile_limits(data, models, fits, cl, settings, batch_size=DEFAULT_BATCH_SIZE, mesh=None):
     z = ndtri(jnp.asarray(cl, jnp.float64))
-    return _batched(lambda d, m, f: _limit_window(d, m, f, z, settings), batch_size, data, models, fits)
+
+    def limit_block(d, m, f):
+        return _batched(lambda dw, mw, fw: _limit_window(dw, mw, fw, z, settings), batch_size, d, m, f)
+    return _over_windows(limit_block, mesh, data, models, fits)
 
 
 def bump_hunt(data, models: StatisticalModel, cl: float = 0.90, *,
-              settings: FitSettings | None = None) -> BumpHuntResult:
+              settings: FitSettings | None = None, mesh: jax.sharding.Mesh | None = None) -> BumpHuntResult:
     """Fit, local significance and profile-likelihood upper limit of every window
-    of a scan (:func:`fit_windows` then :func:`profile_upper_limits`)."""
+    of a scan (:func:`fit_windows` then :func:`profile_upper_limits`); ``mesh``
+    splits the windows over devices, as in :func:`fit_windows`."""
     settings = _settings(settings)
     cl = _check_cl(cl)
     data = _check_windows(data, models, settings)
-    fits, limits = _bump_hunt(data, models, cl, settings)
+    fits, limits = _on_mesh(mesh, lambda d, m: _bump_hunt(d, m, cl, settings, mesh), data, models)
     return BumpHuntResult(fits=fits, limits=limits, cl=cl)
 
 
 @eqx.filter_jit
-def _bump_hunt(data, models, cl, settings):
-    fits = _fit_windows(data, models, settings)
-    return fits, _profile_limits(data, models, fits, cl, settings)
+def _bump_hunt(data, models, cl, settings, mesh=None):
+    fits = _fit_windows(data, models, settings, mesh=mesh)
+    return fits, _profile_limits(data, models, fits, cl, settings, mesh=mesh)
 
 
 # --- toys of the whole spectrum -----------------------------------------------------

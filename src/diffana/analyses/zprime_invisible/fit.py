@@ -36,6 +36,12 @@ fit of its own chunk; memory stays bounded. Structures (:attr:`ScanSettings.stru
 - ``"padded"``: every hypothesis in ONE compiled program at the padded width, the
   masked bins contributing nothing (identical limits, see above; far slower when
   most hypotheses use few θ bins).
+
+Several devices (:attr:`ScanSettings.mesh`, or ``mesh=`` of the scans): a chunk then
+holds ``chunk_bins // bins`` hypotheses *per device* of the mesh's ``"hypotheses"``
+axis, and each device fits its own block of the chunk
+(:func:`diffana.sharding.map_shards`); the limits equal the single-device ones
+(docs/devices.md).
 """
 
 from __future__ import annotations
@@ -46,7 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffana import infer
+from diffana import infer, sharding
 from diffana.model import Model
 from diffana.objectives import YIELD_FLOOR  # events added to every background bin
 
@@ -68,6 +74,7 @@ class ScanSettings(NamedTuple):
     cl: float = 0.90  # confidence level of the upper limits
     chunk_bins: int = DEFAULT_CHUNK_BINS  # hypotheses × bins per compiled call
     structure: str = "grouped"  # one of SCAN_STRUCTURES
+    mesh: jax.sharding.Mesh | None = None  # split each chunk over this mesh's "hypotheses" devices
 
 
 def by_range(m2, edges, values):
@@ -178,26 +185,33 @@ def _padded_rows(tree, start: int, stop: int, chunk_size: int):
     return jax.tree_util.tree_map(lambda a: jnp.asarray(a[rows]), tree)
 
 
-def _run_group(compiled, t: dict, d: np.ndarray, chunk_bins: int) -> list:
-    """``compiled`` on one structure's hypotheses, chunk by chunk; numpy outputs."""
+def _run_group(compiled, t: dict, d: np.ndarray, chunk_bins: int, mesh=None) -> list:
+    """``compiled`` on one structure's hypotheses, chunk by chunk; numpy outputs.
+    With a mesh, a chunk holds ``chunk_bins // bins`` hypotheses per device of its
+    ``"hypotheses"`` axis and is placed there before the call."""
     n, bins = d.shape
-    chunk_size = max(1, chunk_bins // bins)
+    shards = 1 if mesh is None else sharding.shard_count(mesh, sharding.HYPOTHESES)
+    chunk_size = max(1, chunk_bins // bins) * shards
     pieces = []
     for start, stop in _chunks(n, chunk_size):
-        out = compiled(_padded_rows(t, start, stop, chunk_size), _padded_rows(d, start, stop, chunk_size))
+        chunk = (_padded_rows(t, start, stop, chunk_size), _padded_rows(d, start, stop, chunk_size))
+        if mesh is not None:
+            chunk = sharding.shard_hypotheses(chunk, mesh).stack
+        out = compiled(*chunk)
         pieces.append([np.asarray(o)[: stop - start] for o in out])
     return [np.concatenate(parts) for parts in zip(*pieces)]
 
 
 def run_chunked(compiled, templates: dict, observed_counts, chunk_bins: int = DEFAULT_CHUNK_BINS,
-                structure: str = "grouped"):
-    """``compiled(t, d)`` (a jitted vmap over hypotheses) on every hypothesis, by
-    structure group (:func:`structure_groups`) and chunk; the numpy outputs in the
-    original hypothesis order."""
+                structure: str = "grouped", mesh=None):
+    """``compiled(t, d)`` (a jitted vmap over hypotheses; with ``mesh``, its
+    :func:`_on_devices` form for that mesh) on every hypothesis, by structure group
+    (:func:`structure_groups`) and chunk; the numpy outputs in the original
+    hypothesis order."""
     t, d = _stacked(templates), np.asarray(observed_counts, np.float64)
     outputs = None
     for rows, bins in structure_groups(t["bin_mask"], structure):
-        group = _run_group(compiled, _select(t, rows, bins), d[rows][:, bins], int(chunk_bins))
+        group = _run_group(compiled, _select(t, rows, bins), d[rows][:, bins], int(chunk_bins), mesh)
         if outputs is None:
             outputs = [np.zeros((d.shape[0], *g.shape[1:]), g.dtype) for g in group]
         for out, g in zip(outputs, group):
@@ -220,32 +234,41 @@ def expected_median_limits(t: dict, luminosity_uncertainty: float, cl: float):
     return limits
 
 
+def _on_devices(vmapped, mesh):
+    """The jitted ``vmapped`` (a vmap over hypotheses): on one device, or with each
+    device of ``mesh``'s ``"hypotheses"`` axis running it on its own block of the
+    chunk (:func:`diffana.sharding.map_shards`: its fits' while loops run to the end
+    on each device, with no communication)."""
+    return jax.jit(vmapped if mesh is None else sharding.map_shards(vmapped, mesh))
+
+
 _SCANS: dict = {}
 
 
-def _compiled_limit_scan(luminosity_uncertainty: float, cl: float):
-    """The jitted, vmapped :func:`hypothesis_limits`, one per (uncertainty, cl)."""
-    key = (float(luminosity_uncertainty), float(cl))
+def _compiled_limit_scan(luminosity_uncertainty: float, cl: float, mesh=None):
+    """The jitted, vmapped :func:`hypothesis_limits`, one per (uncertainty, cl, mesh)."""
+    key = (float(luminosity_uncertainty), float(cl), mesh)
     if key not in _SCANS:
-        _SCANS[key] = jax.jit(jax.vmap(lambda t, d: hypothesis_limits(t, d, key[0], key[1])))
+        _SCANS[key] = _on_devices(jax.vmap(lambda t, d: hypothesis_limits(t, d, key[0], key[1])), mesh)
     return _SCANS[key]
 
 
 def scan_limits(templates: dict, observed_counts, luminosity_uncertainty: float, cl: float,
-                chunk_bins: int = DEFAULT_CHUNK_BINS, structure: str = "grouped"):
+                chunk_bins: int = DEFAULT_CHUNK_BINS, structure: str = "grouped", mesh=None):
     """Limits of all hypotheses, vmapped and compiled once per structure, run chunk by
     chunk (module docstring): ``templates`` maps every key of :data:`TEMPLATE_KEYS` and
     :data:`PER_HYPOTHESIS_KEYS` (and optionally ``bin_mask``) to (M, ...) arrays,
-    ``observed_counts`` is (M, bins). Returns numpy (observed (M,), expected (M, 5),
-    converged (M,)), σ in fb."""
-    compiled = _compiled_limit_scan(luminosity_uncertainty, cl)
-    return run_chunked(compiled, templates, observed_counts, chunk_bins, structure)
+    ``observed_counts`` is (M, bins). ``mesh``: split each chunk's hypotheses over
+    the devices of its ``"hypotheses"`` axis (:func:`diffana.sharding.device_mesh`).
+    Returns numpy (observed (M,), expected (M, 5), converged (M,)), σ in fb."""
+    compiled = _compiled_limit_scan(luminosity_uncertainty, cl, mesh)
+    return run_chunked(compiled, templates, observed_counts, chunk_bins, structure, mesh)
 
 
 def scan_limits_with(settings: ScanSettings, templates: dict, observed_counts):
     """:func:`scan_limits` with its settings in one :class:`ScanSettings`."""
     return scan_limits(templates, observed_counts, settings.luminosity_uncertainty, settings.cl,
-                       settings.chunk_bins, settings.structure)
+                       settings.chunk_bins, settings.structure, settings.mesh)
 
 
 def hypothesis_significance(t: dict, observed_counts, luminosity_uncertainty: float):
@@ -261,10 +284,10 @@ _SIGNIFICANCE_SCANS: dict = {}
 
 
 def scan_local_significance(templates: dict, observed_counts, luminosity_uncertainty: float,
-                            chunk_bins: int = DEFAULT_CHUNK_BINS, structure: str = "grouped"):
-    """Local significance of every hypothesis, vmapped and run as :func:`scan_limits`.
-    Returns numpy (Z (M,), converged (M,))."""
-    key = float(luminosity_uncertainty)
+                            chunk_bins: int = DEFAULT_CHUNK_BINS, structure: str = "grouped", mesh=None):
+    """Local significance of every hypothesis, vmapped and run as :func:`scan_limits`
+    (``mesh`` too). Returns numpy (Z (M,), converged (M,))."""
+    key = (float(luminosity_uncertainty), mesh)
     if key not in _SIGNIFICANCE_SCANS:
-        _SIGNIFICANCE_SCANS[key] = jax.jit(jax.vmap(lambda t, d: hypothesis_significance(t, d, key)))
-    return run_chunked(_SIGNIFICANCE_SCANS[key], templates, observed_counts, chunk_bins, structure)
+        _SIGNIFICANCE_SCANS[key] = _on_devices(jax.vmap(lambda t, d: hypothesis_significance(t, d, key[0])), mesh)
+    return run_chunked(_SIGNIFICANCE_SCANS[key], templates, observed_counts, chunk_bins, structure, mesh)
