@@ -20,7 +20,9 @@ Checked there:
 - bad input: more event shards than events, a mesh larger than the device count.
 
 Marked slow (minutes of compilation on 2 cores): the same training step with the
-mean log expected limit as objective, and the Z'→invisible ``scan_limits``.
+mean log expected limit as objective, the Z'→invisible ``scan_limits``, and two
+processes joined by ``initialize_distributed`` (two "hosts" on this machine, gloo
+collectives), each with half of the events, against one process with all.
 """
 
 from __future__ import annotations
@@ -215,7 +217,51 @@ def _scan_limits_checks() -> dict:
     return {"converged": bool(np.all(reference[2])), "difference": _max_difference(reference, sharded)}
 
 
-CHECKS = {"training": _training_checks, "training_limit": lambda: _training_checks(_log_limit),
+def _median_time(function, *args, repeats: int = 5) -> float:
+    """Median wall time (s) of ``function(*args)`` after a first (compiling) call."""
+    import statistics
+    import time
+
+    import jax
+
+    jax.block_until_ready(function(*args))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(function(*args))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _timings() -> dict:
+    """Step and scan times (s) on 1, 2 and 4 of the fake CPU devices (docs/devices.md;
+    not a test: fake devices share the machine's cores)."""
+    import jax
+    import jax.numpy as jnp
+
+    from diffana import sharding
+    from diffana.infer import bump_hunt as bh
+    from diffana.model.parametric import sliding_windows
+    from diffana import shapes
+
+    events, edges, net = _training_toy(n_events=400_000, n_masses=10)
+    step = jax.jit(jax.value_and_grad(lambda n, e: jnp.mean(jax.vmap(_log_significance)(_histograms(n, e, edges)))))
+    spectrum = np.linspace(1.0, 2.0, 101)
+    counts = np.random.default_rng(7).poisson(80.0 * np.exp(-(spectrum[1:] - 1.0) / 0.8)).astype(float)
+    windows = sliding_windows(spectrum, counts, np.linspace(1.2, 1.8, 2000), 24,
+                              lambda m, lo, hi: shapes.Gaussian(m, 0.02 + 0.0 * m, lo, hi), background_degree=2)
+    out = {"training_step_one_device": _median_time(step, net, {k: jnp.asarray(v) for k, v in events.items()}),
+           "bump_hunt_one_device": _median_time(lambda: bh.bump_hunt(windows.data, windows.models))}
+    for k in (1, 2, 4):
+        devices = jax.devices()[:k]
+        placed = sharding.shard_events(events, sharding.device_mesh(events=k, devices=devices))
+        out[f"training_step_events_{k}"] = _median_time(step, net, placed)
+        mesh = sharding.device_mesh(hypotheses=k, devices=devices)
+        out[f"bump_hunt_hypotheses_{k}"] = _median_time(lambda: bh.bump_hunt(windows.data, windows.models, mesh=mesh))
+    return out
+
+
+CHECKS = {"timings": _timings, "training": _training_checks, "training_limit": lambda: _training_checks(_log_limit),
           "bump_hunt": _bump_hunt_checks, "bad_input": _bad_input_checks, "scan_limits": _scan_limits_checks}
 
 
@@ -323,5 +369,54 @@ def test_scan_limits_with_hypotheses_sharded_equals_one_device():
     assert scan["difference"] < TOLERANCE
 
 
+def _multihost_process(process_id: int, port: int) -> dict:
+    """One of two processes of a two-host run on this machine (2 CPU devices each,
+    gloo collectives): each holds half of the events; the value and gradient of
+    the training step over the global 4-device mesh."""
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    from diffana import sharding
+
+    sharding.initialize_distributed(f"localhost:{port}", 2, process_id)
+    import jax.numpy as jnp
+
+    import diffana  # noqa: F401  (float64)
+
+    events, edges, net = _training_toy(n_events=1000)
+    own = {k: v[process_id * 500:(process_id + 1) * 500] for k, v in events.items()}
+    placed = sharding.shard_events(own, sharding.device_mesh(events=4))
+    step = jax.jit(jax.value_and_grad(lambda n, e: jnp.mean(jax.vmap(_log_significance)(_histograms(n, e, edges)))))
+    value, grad = step(net, placed)
+    reference = step(net, {k: jnp.asarray(v) for k, v in events.items()})  # every event, this process alone
+    local = lambda tree: jax.tree_util.tree_map(lambda leaf: np.asarray(leaf.addressable_data(0)), tree)  # noqa: E731
+    return {"devices": jax.device_count(), "processes": jax.process_count(),
+            "difference": _max_difference(local((value, grad)), local(reference))}
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one():
+    """Two processes joined by initialize_distributed (as two hosts would be), each
+    with its own half of the events, give the one-process value and gradient."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    runs = [subprocess.Popen([sys.executable, __file__, "multihost", str(i), str(port)], env=env, cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (0, 1)]
+    outputs = [run.communicate(timeout=600) for run in runs]
+    for run, (stdout, stderr) in zip(runs, outputs):
+        assert run.returncode == 0, stderr[-3000:]
+        result = json.loads(stdout.strip().splitlines()[-1])
+        assert (result["devices"], result["processes"]) == (4, 2)
+        assert result["difference"] < TOLERANCE
+
+
 if __name__ == "__main__":
-    print(json.dumps(_checks(sys.argv[1:])))
+    if sys.argv[1] == "multihost":
+        print(json.dumps(_multihost_process(int(sys.argv[2]), int(sys.argv[3]))))
+    else:
+        print(json.dumps(_checks(sys.argv[1:])))
