@@ -288,7 +288,9 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
     - ``process_id``: this process's index in ``[0, num_processes)``.
 
     ``options`` go to ``jax.distributed.initialize`` unchanged (e.g.
-    ``local_device_ids``, ``initialization_timeout`` in s). See docs/devices.md.
+    ``local_device_ids``, ``initialization_timeout`` in s). Under SLURM, JAX gives
+    each process one GPU (number ``SLURM_LOCALID``): run one task per GPU, or pass
+    ``local_device_ids=[0, 1, 2, 3]`` with one task per node. See docs/devices.md.
     """
     given = [coordinator_address is None, num_processes is None, process_id is None]
     if any(given) and not all(given):
