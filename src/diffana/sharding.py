@@ -58,6 +58,7 @@ __all__ = [
     "shard_hypotheses",
     "map_shards",
     "unpad",
+    "gather",
     "initialize_distributed",
 ]
 
@@ -151,19 +152,34 @@ def _repeat_last(tree, n_rows: int):
     return jax.tree_util.tree_map(extend, tree)
 
 
-def _placed(tree, mesh: Mesh, axis: str):
+def _placed(tree, mesh: Mesh, axis: str, rows_per_process: bool = False):
     """Every array leaf of ``tree`` put on ``mesh``, split along ``axis`` by its
-    leading dimension (its other dimensions whole)."""
+    leading dimension (its other dimensions whole). ``rows_per_process``: with
+    several processes, each passes its own rows (the events it read), joined in
+    process order; otherwise every process passes the same, whole array."""
     sharding = NamedSharding(mesh, PartitionSpec(axis))
-    return jax.tree_util.tree_map(lambda leaf: _put(leaf, sharding) if _is_array(leaf) else leaf, tree)
 
-
-def _put(leaf, sharding: NamedSharding):
-    if jax.process_count() == 1:
+    def put(leaf):
+        if not _is_array(leaf):
+            return leaf
+        if rows_per_process and jax.process_count() > 1:
+            return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
         return jax.device_put(leaf, sharding)
-    # several hosts: each process holds its own rows (the data it read); JAX joins
-    # them into one global array whose rows follow the process order
-    return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
+    return jax.tree_util.tree_map(put, tree)
+
+
+def gather(tree):
+    """Every array leaf as a numpy array holding all its rows, on every process:
+    with several hosts, a sharded result spans devices this process cannot read,
+    and is gathered from the other processes first (a collective: every process
+    must call it)."""
+    from jax.experimental import multihost_utils
+
+    def whole(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
+        return np.asarray(leaf) if _is_array(leaf) else leaf
+    return jax.tree_util.tree_map(whole, tree)
 
 
 def unpad(tree, n_rows: int):
@@ -185,7 +201,9 @@ def shard_events(tree, mesh: Mesh):
     those of the unpadded events. More shards than events is an error.
 
     Several hosts: each process passes its own events (the same number on every
-    process); the global array holds them in process order.
+    process) for a mesh whose ``"events"`` axis spans every device
+    (``device_mesh(events=jax.device_count())``); the global array holds them in
+    process order.
     """
     shards = shard_count(mesh, EVENTS) // max(1, jax.process_count())
     n_events = _leading_size(tree, "events")
@@ -195,7 +213,7 @@ def shard_events(tree, mesh: Mesh):
     padded_size = math.ceil(n_events / shards) * shards
     if padded_size != n_events:
         tree = _with_zero_weight_padding(tree, n_events, padded_size, shards)
-    return _placed(tree, mesh, EVENTS)
+    return _placed(tree, mesh, EVENTS, rows_per_process=True)
 
 
 def _with_zero_weight_padding(tree, n_events: int, padded_size: int, shards: int):

@@ -197,8 +197,8 @@ def _run_group(compiled, t: dict, d: np.ndarray, chunk_bins: int, mesh=None) -> 
         chunk = (_padded_rows(t, start, stop, chunk_size), _padded_rows(d, start, stop, chunk_size))
         if mesh is not None:
             chunk = sharding.shard_hypotheses(chunk, mesh).stack
-        out = compiled(*chunk)
-        pieces.append([np.asarray(o)[: stop - start] for o in out])
+        out = sharding.gather(compiled(*chunk))  # numpy, from every host's devices
+        pieces.append([o[: stop - start] for o in out])
     return [np.concatenate(parts) for parts in zip(*pieces)]
 
 
