@@ -240,22 +240,18 @@ def expected_upper_limit(model, cl: float = 0.95, band: bool = False, *, setting
     """Median expected CLs upper limit on the POI at confidence level ``cl``.
 
     Computed on the background-only (POI = 0) Asimov data of ``model`` (a
-    ``diffana.model.Model``), asymptotic q̃_μ. Unit: the POI's (signal strength μ;
-    multiply by the nominal cross section, e.g. fb, for a cross-section limit).
-    ``band=True`` returns the (3,) array (−1σ, median, +1σ) instead. Differentiable
-    w.r.t. the model's templates (implicit differentiation in the engine).
+    ``diffana.model.Model``), asymptotic q̃_μ, by
+    :func:`diffana.infer.expected_upper_limits` (one profile fit per root-search step,
+    none in the gradient; equal to ``infer.upper_limit(...).expected``). Unit: the
+    POI's (signal strength μ; multiply by the nominal cross section, e.g. fb, for a
+    cross-section limit). ``band=True`` returns the (3,) array (−1σ, median, +1σ)
+    instead. Differentiable w.r.t. the model's templates (implicit differentiation).
     ``settings``: the fits' :class:`diffana.infer.FitSettings` (default: the
     model's suggested start values and bounds, default solver options).
     """
-    expected = _expected_limits(model, float(cl), infer.FitSettings() if settings is None else settings)
-    return expected[1:4] if band else expected[2]
-
-
-@eqx.filter_jit
-def _expected_limits(model, cl, settings):
-    # jitted here so that eager calls (reports, tests) do not run the engine's solver
-    # op by op; inside an outer jit this is inlined
-    return infer.upper_limit(infer.asimov_data(model, 0.0), model, cl=cl, settings=settings).expected
+    nsigma = (1.0, 0.0, -1.0) if band else infer.MEDIAN
+    limits = infer.expected_upper_limits(model, float(cl), nsigma, settings=settings).limits
+    return limits if band else limits[0]
 
 
 def expected_cls(model, poi_value: float = 1.0, test_stat: str = "qtilde", *, settings=None) -> Array:

@@ -40,6 +40,7 @@ from diffana.infer.feldman_cousins import (
     feldman_cousins_interval,
     feldman_cousins_poisson,
 )
+from diffana.infer.expected_limits import BAND, MEDIAN, ExpectedLimits, expected_upper_limits
 from diffana.infer.fit import (
     FitResult,
     asimov_data,
@@ -124,6 +125,10 @@ __all__ = [
     "unstack",
     "upcrossings",
     "upper_limit",
+    "expected_upper_limits",
+    "ExpectedLimits",
+    "MEDIAN",
+    "BAND",
     "upper_limit_toys",
     "window_data",
 ]
