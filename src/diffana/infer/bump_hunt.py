@@ -43,6 +43,7 @@ from diffana.infer import linalg
 from diffana.infer.fit import minimize_deviance, poi_index
 from diffana.infer.minimize import SolverOptions
 from diffana.infer.lee import global_p_value_from_toys, gross_vitells, significance_from_p_value, upcrossings
+from diffana.infer.profile_root import solve_profile_root
 from diffana.infer.protocol import StatisticalModel, check_is_model, gradient_and_hessian, stack_size
 from diffana.infer.settings import FitSettings, check_against_model, resolve_settings
 from diffana.infer.toys import as_key
@@ -61,10 +62,6 @@ __all__ = [
     "window_data",
 ]
 
-# The profile-likelihood limit's root search: stop when q(s) is within this of z²
-# (q is −2 ln λ, of order 1–10; 1e-9 moves a 90% limit by ~1e-9 σ).
-_LIMIT_Q_TOLERANCE = 1e-9
-_LIMIT_MAX_ITERATIONS = 30
 # Windows fitted together in one vmapped batch (see _batched).
 DEFAULT_BATCH_SIZE = 64
 
@@ -204,69 +201,13 @@ def _fit_window(data, model, settings: FitSettings) -> WindowFits:
     )
 
 
-class _RootSearch(NamedTuple):
-    """State of one window's search for q̃(s) = z²."""
-
-    poi: jax.Array  # the POI value to try next
-    tried: jax.Array  # the POI value of the last fit
-    low: jax.Array  # largest POI known to have q̃ < z²
-    high: jax.Array  # smallest POI known to have q̃ > z² (inf: none yet)
-    pars: jax.Array  # warm start: the last fixed-POI fit's parameters
-    residual: jax.Array  # q̃ − z² at the last fit
-    fits_converged: jax.Array  # bool: every fixed-POI fit so far converged
-    iteration: jax.Array
-
-
-def _next_poi(state: _RootSearch, q, slope, z):
-    """Newton's step on r(s) = √q̃(s) − z (nearly linear in s, so 3–5 steps from the
-    Gaussian guess), kept inside the bracket; bisection (or doubling, with no upper
-    end yet) where it would leave it."""
-    root_q = jnp.sqrt(jnp.maximum(q, 1e-300))
-    derivative = slope / (2.0 * root_q)
-    newton = state.poi - (root_q - z) / derivative
-    inside = jnp.isfinite(newton) & (newton > state.low) & (newton < state.high) & (derivative > 0)
-    fallback = jnp.where(jnp.isfinite(state.high), 0.5 * (state.low + state.high),
-                         state.low + 2.0 * (state.poi - state.low) + 1.0)
-    return jnp.where(inside, newton, fallback)
-
-
 def _limit_window(data, model, fits: WindowFits, z, settings: FitSettings) -> ProfileLimits:
     """q̃(s) = deviance(s, θ̂_s) − deviance(max(ŝ, 0), θ̂): pyhf's q̃ convention (a
-    negative ŝ is replaced by the boundary 0). Root of q̃ = z² above max(ŝ, 0) by safeguarded Newton steps; the slope
-    dq̃/ds is the POI component of the gradient at the fixed-POI fit (envelope
-    theorem)."""
+    negative ŝ is replaced by the boundary 0). Root of q̃ = z² above max(ŝ, 0) by
+    :func:`~diffana.infer.profile_root.solve_profile_root` (safeguarded Newton on √q̃,
+    warm-started fits)."""
     setup = settings.resolve(model.config)
-    poi = model.config.poi_index
     reference = jnp.where(fits.signal_yield > 0, fits.deviance, fits.background_only_deviance)
-    start = jnp.maximum(fits.signal_yield, 0.0)
-    pinned = setup.fixed.at[poi].set(True)
-    upper_bound = setup.upper[poi]
-
-    def body(state: _RootSearch) -> _RootSearch:
-        poi_value = jnp.minimum(state.poi, upper_bound)
-        result = minimize_deviance(model, data, state.pars.at[poi].set(poi_value), setup.lower, setup.upper,
-                                   pinned, settings.solver)
-        q = result.value - reference
-        gradient, _ = gradient_and_hessian(model, result.x, data)
-        residual = q - z**2
-        low = jnp.where(residual < 0, poi_value, state.low)
-        high = jnp.where(residual > 0, poi_value, state.high)
-        searched = state._replace(poi=poi_value, low=low, high=high)
-        return _RootSearch(
-            poi=_next_poi(searched, q, gradient[poi], z),
-            tried=poi_value,
-            low=low,
-            high=high,
-            pars=result.x,
-            residual=residual,
-            fits_converged=state.fits_converged & result.converged,
-            iteration=state.iteration + 1,
-        )
-
-    def cond(state: _RootSearch):
-        searching = jnp.abs(state.residual) > _LIMIT_Q_TOLERANCE
-        return searching & (state.iteration < _LIMIT_MAX_ITERATIONS)
-
     # The root of the Gaussian approximation q̃(s) = ((s − ŝ)² − min(ŝ, 0)²)/σ²:
     # ŝ + zσ for ŝ ≥ 0, ŝ + √(ŝ² + z²σ²) for a deficit (starting those at zσ took
     # 4–8 root-search steps instead of 3, and under vmap a batch waits for its slowest).
@@ -274,11 +215,9 @@ def _limit_window(data, model, fits: WindowFits, z, settings: FitSettings) -> Pr
     deficit = jnp.minimum(fits.signal_yield, 0.0)
     guess = jnp.where(fits.signal_yield >= 0, fits.signal_yield + z * error,
                       deficit + jnp.sqrt(deficit**2 + (z * error) ** 2))
-    initial = _RootSearch(poi=guess, tried=guess, low=start, high=jnp.array(jnp.inf), pars=fits.bestfit,
-                          residual=jnp.array(jnp.inf), fits_converged=jnp.array(True), iteration=jnp.array(0))
-    final = jax.lax.while_loop(cond, body, initial)
-    found = (jnp.abs(final.residual) <= _LIMIT_Q_TOLERANCE) & final.fits_converged
-    return ProfileLimits(limit=final.tried, converged=found, iterations=final.iteration)
+    root = solve_profile_root(model, data, reference, z, guess, jnp.maximum(fits.signal_yield, 0.0),
+                              fits.bestfit, setup, settings.solver)
+    return ProfileLimits(limit=root.poi, converged=root.converged, iterations=root.iteration)
 
 
 # --- every window at once ----------------------------------------------------------

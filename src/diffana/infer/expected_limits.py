@@ -113,8 +113,7 @@ def _solve(model, cl: float, nsigma, settings: FitSettings):
     guess = _gaussian_guess(model, nominal, data, setup, z)
 
     def one(z_k, guess_k):
-        return solve_profile_root(model, data, reference, z_k, guess_k, 0.0, nominal, setup, settings.solver,
-                                  gradient=lambda m, p, d: gradient_and_hessian(m, p, d)[0])
+        return solve_profile_root(model, data, reference, z_k, guess_k, 0.0, nominal, setup, settings.solver)
 
     return jax.vmap(one)(z, guess)
 

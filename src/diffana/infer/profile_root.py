@@ -23,7 +23,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from diffana.infer.fit import deviance_objective, minimize_deviance
+from diffana.infer.fit import minimize_deviance
+from diffana.infer.protocol import gradient_and_hessian
 from diffana.infer.settings import ParameterSetup
 
 __all__ = ["ProfileRoot", "solve_profile_root", "Q_TOLERANCE", "MAX_ITERATIONS"]
@@ -71,30 +72,27 @@ def _next_poi(state: ProfileRoot, q, slope, z):
     return jnp.where(inside, newton, fallback)
 
 
-def solve_profile_root(model, data, reference, z, guess, low, start_pars, setup: ParameterSetup, solver,
-                       gradient=None) -> ProfileRoot:
+def solve_profile_root(model, data, reference, z, guess, low, start_pars, setup: ParameterSetup,
+                       solver) -> ProfileRoot:
     """The POI μ > ``low`` where deviance(μ, θ̂_μ) − ``reference`` = ``z``² on ``data``.
 
     ``guess``: first POI value to try; ``low``: a POI known to lie below the root
     (q(low) < z², e.g. the best fit); ``start_pars``: the first fit's start;
     ``setup``: start values, bounds and fixed mask; ``solver``: the fits'
-    :class:`~diffana.infer.SolverOptions`. ``gradient(model, pars, data)``: the
-    deviance gradient (default ``jax.grad``; pass a model's structured one). POI
-    values are capped at the POI's upper bound. Pure, vmappable, not differentiated
+    :class:`~diffana.infer.SolverOptions`. The slope comes from the model's
+    structured gradient where it has one (:func:`~diffana.infer.protocol.gradient_and_hessian`;
+    the unused Hessian is dropped by the compiler). POI values are capped at the POI's upper bound. Pure, vmappable, not differentiated
     (callers apply the implicit function theorem at the root).
     """
     poi = model.config.poi_index
     pinned = setup.fixed.at[poi].set(True)
     upper_bound = setup.upper[poi]
-    if gradient is None:
-        gradient = lambda m, p, d: jax.grad(deviance_objective)(p, (m, d))  # noqa: E731
-
     def body(state: ProfileRoot) -> ProfileRoot:
         poi_value = jnp.minimum(state.poi, upper_bound)
         fit = minimize_deviance(model, data, state.pars.at[poi].set(poi_value), setup.lower, setup.upper,
                                 pinned, solver)
         q = fit.value - reference
-        slope = gradient(model, fit.x, data)[poi]
+        slope = gradient_and_hessian(model, fit.x, data)[0][poi]
         residual = q - z**2
         low = jnp.where(residual < 0, poi_value, state.low)
         high = jnp.where(residual > 0, poi_value, state.high)

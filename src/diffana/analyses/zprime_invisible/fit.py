@@ -142,8 +142,9 @@ def expected_median_limit(t: dict, luminosity_uncertainty: float, cl: float):
     """Median expected σ_UL (fb) of one hypothesis from background-only Asimov data;
     differentiable w.r.t. the templates (the training objective of selection (d))."""
     model = hypothesis_model(t, luminosity_uncertainty)
-    data = infer.asimov_data(model, poi_value=0.0)
-    return infer.upper_limit(data, model, cl=cl).expected[2] * t["sigma_ref"]
+    # the Asimov-only solver: equal to upper_limit(asimov_data(model, 0), ...).expected[2]
+    # at one profile fit per root step instead of seven, and no fit in the gradient
+    return infer.expected_upper_limits(model, cl).limits[0] * t["sigma_ref"]
 
 
 def _stacked(templates: dict) -> dict:
