@@ -25,7 +25,9 @@ Two networks:
 Printed: step time per (N, M) and method (median of repeats, after compilation;
 compile time separately), the scaling exponents in N and M, the speed-up of the
 window-local step over the dense one and the agreement of the two values and
-gradients (max |Δgrad| / max |grad|).
+gradients (max |Δgrad| / max |grad|); first, the limit solver alone: 100 vmapped
+median expected limits by ``infer.expected_upper_limits`` (Asimov-only, the
+objective used here) against the full ``infer.upper_limit`` (the previous objective).
 
     python benchmarks/bench_training_step.py --quick   # N ∈ {1e4, 1e5}, M ∈ {1, 10}
     python benchmarks/bench_training_step.py           # N ∈ {1e4,1e5,1e6}, M ∈ {1,10,100}
@@ -219,6 +221,45 @@ def run_cell(kind: str, net, n: int, m: int, repeats: int, hidden: int, with_den
     return results
 
 
+# --------------------------------------------------------------------------- limit solvers
+def full_log_limit(signal, background):
+    """The previous objective: the full upper_limit (observed + six curves) on Asimov data."""
+    from diffana import infer
+
+    spec = objectives.correlated_background_spec(signal, background, 1.05 * background, 0.95 * background)
+    model = Model.from_spec(spec)
+    return jnp.log(infer.upper_limit(infer.asimov_data(model, 0.0), model, cl=0.90).expected[2])
+
+
+def compare_limit_solvers(n_masses: int, repeats: int) -> None:
+    """Value + gradient of the mean log median expected limit of ``n_masses`` 6-bin
+    models, vmapped: the Asimov-only solver against the full upper_limit."""
+    rng = np.random.default_rng(1)
+    signal = jnp.asarray(rng.uniform(1.0, 10.0, (n_masses, N_BINS)))
+    background = jnp.asarray(rng.uniform(20.0, 200.0, (n_masses, N_BINS)))
+    rows = {}
+    for name, per_mass in (("Asimov-only (infer.expected_upper_limits)", log_limit), ("full upper_limit", full_log_limit)):
+        step = jax.jit(jax.value_and_grad(lambda s, b, f=per_mass: jnp.mean(jax.vmap(f)(s, b)), argnums=(0, 1)))
+        t0 = time.perf_counter()
+        first = jax.block_until_ready(step(signal, background))
+        compile_time = time.perf_counter() - t0
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(step(signal, background))
+            times.append(time.perf_counter() - t0)
+        rows[name] = (statistics.median(times), compile_time, first)
+    (new, new_c, new_v), (old, old_c, old_v) = rows.values()
+    print(f"\n## limit solver: {n_masses} vmapped median expected limits, value + gradient\n")
+    print("| solver | run [ms] | compile + first call [s] |\n|---|---:|---:|")
+    for name, (run, comp, _) in rows.items():
+        print(f"| {name} | {1e3 * run:.1f} | {comp:.1f} |")
+    dv = abs(float(new_v[0] - old_v[0]))
+    dg = relative_gradient_difference(new_v[1], old_v[1])
+    print(f"\nspeed-up {old / new:.1f}× (run), {old_c / new_c:.1f}× (compile); |Δvalue| {dv:.1e}, "
+          f"max|Δgrad|/max|grad| {dg:.1e}", flush=True)
+
+
 def exponent(xs, ts):
     if len(xs) < 2:
         return float("nan")
@@ -234,6 +275,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-dense", action="store_true", help="time the window-local step only")
     parser.add_argument("--events", type=int, nargs="+", help="N values (overrides the grid)")
     parser.add_argument("--masses", type=int, nargs="+", help="M values (overrides the grid)")
+    parser.add_argument("--no-solver-comparison", action="store_true",
+                        help="skip the Asimov-only vs full upper_limit comparison")
     args = parser.parse_args(argv)
     ns = args.events or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
     ms = args.masses or ([1, 10] if args.quick else [1, 10, 100])
@@ -243,6 +286,8 @@ def main(argv=None) -> int:
     print(f"# one training step: value+grad of mean_M log(expected 90% UL), "
           f"{jax.devices()[0].platform.upper()} ({platform.processor() or platform.machine()}, "
           f"{jax.device_count()} device), float64, MLP 16-16, {SIGNAL_EVENTS_PER_MASS} signal MC events per mass")
+    if not args.no_solver_comparison:
+        compare_limit_solvers(100, args.repeats)
     for kind in kinds:
         print(f"\n## {kind} network\n")
         print("| N events | M masses | window-local [s] | compile [s] | dense [s] | compile [s] | speed-up "

@@ -10,7 +10,7 @@ created *before* the import keep their dtype; import diffana first.
 
 Submodules (imported on first use): ``model``, ``infer``, ``soft``, ``selection``,
 ``objectives``, ``train``, ``events``, ``physics``, ``io``, ``plot``, ``errors``,
-``shapes``.
+``shapes``, ``windows``, ``streaming``, ``sharding``.
 Every error diffana raises on purpose derives from ``diffana.DiffanaError``.
 """
 
@@ -34,8 +34,11 @@ _SUBMODULES = (
     "plot",
     "selection",
     "shapes",
+    "sharding",
     "soft",
+    "streaming",
     "train",
+    "windows",
 )
 
 # Flat names for the things every analysis uses, in the style of optax/equinox.
@@ -70,6 +73,13 @@ _EXPORTS = {
     "asimov_significance": "objectives",
     "punzi_sensitivity": "objectives",
     "binary_cross_entropy": "objectives",
+    "expected_upper_limits": "infer",
+    "sort_events": "windows",
+    "window_histograms": "windows",
+    "ChunkedSource": "streaming",
+    "StreamedLoss": "streaming",
+    "streamed_value_and_grad": "streaming",
+    "device_mesh": "sharding",
 }
 
 __all__ = sorted(set(_SUBMODULES) | set(_EXPORTS))
