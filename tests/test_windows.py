@@ -86,8 +86,8 @@ def test_independent_network_gradient_equals_dense(sample, networks):
     assert float(jnp.max(jnp.abs(flat(g1) - flat(g2))) / jnp.max(jnp.abs(flat(g2)))) < 1e-10
 
 
-@pytest.mark.parametrize("batch_size", [None, 5])
-def test_parametrised_network_slices_equal_dense(sample, networks, batch_size):
+def test_parametrised_network_slices_equal_dense(sample, networks, batch_size=5):
+    """In lax.map blocks of 5 (the vmap path: test_slice_at_the_end_and_empty_windows)."""
     ev, edges, masses = sample["events"], sample["edges"], sample["masses"]
     net = networks[1]
     plan = windows.plan_windows(ev["m"], edges[:, 0], edges[:, -1])

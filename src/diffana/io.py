@@ -249,6 +249,21 @@ def read_sample(
     return sample
 
 
+def count_entries(
+    path: str | os.PathLike,
+    tree: str = DEFAULT_TREE,
+    *,
+    branches: list[str] | None = None,
+    branch_map: Mapping[str, str | tuple[str, float]] | None = None,
+) -> int:
+    """Number of events in TTree ``tree`` of ``path``, after checking that every
+    requested branch exists (same arguments and errors as :func:`read_sample`).
+    Reads metadata only: a cheap check of a whole list of files before a long run."""
+    ttree = _open_tree(path, tree)
+    _plan(ttree, path, tree, branches, branch_map, strict_map=branch_map is not None)
+    return int(ttree.num_entries)
+
+
 def iterate_sample(
     path: str | os.PathLike,
     tree: str = DEFAULT_TREE,

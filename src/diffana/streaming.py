@@ -319,9 +319,7 @@ def _checked_entries(path: str, tree: str, branches, branch_map) -> int:
     (SampleIOError naming the file and the branch otherwise). Reads metadata only."""
     from diffana import io
 
-    ttree = io._open_tree(path, tree)
-    io._plan(ttree, path, tree, branches, branch_map, strict_map=branch_map is not None)
-    return int(ttree.num_entries)
+    return io.count_entries(path, tree, branches=branches, branch_map=branch_map)
 
 
 def _labelled(chunks: Iterator, path: str, chunk_size: int):

@@ -216,7 +216,7 @@ def _limit_window(data, model, fits: WindowFits, z, settings: FitSettings) -> Pr
     guess = jnp.where(fits.signal_yield >= 0, fits.signal_yield + z * error,
                       deficit + jnp.sqrt(deficit**2 + (z * error) ** 2))
     root = solve_profile_root(model, data, reference, z, guess, jnp.maximum(fits.signal_yield, 0.0),
-                              fits.bestfit, setup, settings.solver)
+                              fits.bestfit, setup, settings.solver, highest=setup.upper[model.config.poi_index])
     return ProfileLimits(limit=root.poi, converged=root.converged, iterations=root.iteration)
 
 

@@ -50,12 +50,16 @@ class ExpectedLimits(eqx.Module):
     """Expected upper limits on the POI (POI units), one per requested band.
 
     ``limits``: (K,) in the order of ``nsigma``; ``converged``: (K,) bool, the root
-    found to tolerance with converged fits; ``iterations``: (K,) fits per root.
+    found to tolerance with converged fits; ``iterations``: (K,) fits per root;
+    ``outside_poi_bounds``: (K,) bool, the limit lies beyond the POI's bounds (it is
+    still the root: a training objective needs its true value and slope there, but a
+    quoted limit there says the model's POI range is too small).
     """
 
     limits: jax.Array
     converged: jax.Array
     iterations: jax.Array
+    outside_poi_bounds: jax.Array
 
 
 def expected_upper_limits(model: StatisticalModel, cl: float = 0.90, nsigma=MEDIAN, *,
@@ -118,16 +122,22 @@ def _solve(model, cl: float, nsigma, settings: FitSettings):
     return jax.vmap(one)(z, guess)
 
 
+def _result(model, roots, settings: FitSettings) -> ExpectedLimits:
+    setup = settings.resolve(model.config)
+    poi = model.config.poi_index
+    outside = (roots.poi < setup.lower[poi]) | (roots.poi > setup.upper[poi])
+    return ExpectedLimits(roots.poi, roots.converged, roots.iteration, outside)
+
+
 @partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _limits(model, cl, nsigma, settings):
     roots = _solve(jax.lax.stop_gradient(model), cl, nsigma, settings)
-    return ExpectedLimits(roots.poi, roots.converged, roots.iteration)
+    return _result(model, roots, settings)
 
 
 def _limits_fwd(model, cl, nsigma, settings):
     roots = _solve(jax.lax.stop_gradient(model), cl, nsigma, settings)
-    result = ExpectedLimits(roots.poi, roots.converged, roots.iteration)
-    return result, (model, settings, roots.poi, roots.pars, roots.slope)
+    return _result(model, roots, settings), (model, settings, roots.poi, roots.pars, roots.slope)
 
 
 def _limits_bwd(cl, nsigma, residuals, cotangent: ExpectedLimits):

@@ -73,7 +73,7 @@ def _next_poi(state: ProfileRoot, q, slope, z):
 
 
 def solve_profile_root(model, data, reference, z, guess, low, start_pars, setup: ParameterSetup,
-                       solver) -> ProfileRoot:
+                       solver, highest=jnp.inf) -> ProfileRoot:
     """The POI μ > ``low`` where deviance(μ, θ̂_μ) − ``reference`` = ``z``² on ``data``.
 
     ``guess``: first POI value to try; ``low``: a POI known to lie below the root
@@ -86,9 +86,8 @@ def solve_profile_root(model, data, reference, z, guess, low, start_pars, setup:
     """
     poi = model.config.poi_index
     pinned = setup.fixed.at[poi].set(True)
-    upper_bound = setup.upper[poi]
     def body(state: ProfileRoot) -> ProfileRoot:
-        poi_value = jnp.minimum(state.poi, upper_bound)
+        poi_value = jnp.minimum(state.poi, highest)
         fit = minimize_deviance(model, data, state.pars.at[poi].set(poi_value), setup.lower, setup.upper,
                                 pinned, solver)
         q = fit.value - reference
