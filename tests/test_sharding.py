@@ -298,6 +298,11 @@ def _run_checks(names: list[str], timeout: float) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+# every test reading ``results`` on one xdist worker (pyproject: --dist loadgroup), so
+# the 4-device subprocess runs once (it ran once per worker: 48 + 42 s on CI's 2 cores)
+pytestmark = pytest.mark.xdist_group("sharding_subprocess")
+
+
 @pytest.fixture(scope="module")
 def results():
     return _run_checks(["training", "bump_hunt", "bad_input"], timeout=600)

@@ -112,6 +112,7 @@ def _toy_samples(masses, rng):
                            signal_train=signal, signal_test=signal, pseudo_data=pseudo, luminosity=80.0, generated={})
 
 
+@pytest.mark.slow  # 55 s on 2 cores (two limit scans); the wide templates' tests stay in CI
 def test_wide_limits_are_weaker_than_narrow_ones_and_converge():
     """A wide signal spreads over more background: its limit is weaker than the narrow
     fit's in the same toy, and every fit converges."""

@@ -81,6 +81,7 @@ def test_gradient_is_the_implicit_one():
     np.testing.assert_allclose(g_b, central_b, rtol=1e-5)
 
 
+@pytest.mark.slow  # 17 s on CI; vmapped stacks are what the training step uses (bench_training_step)
 def test_vmapped_stack_equals_loop():
     signals = jnp.array([[1.0, 4.0, 6.0, 2.0], [0.5, 0.5, 8.0, 1.0], [3.0, 1.0, 1.0, 3.0]])
     stacked = jax.vmap(lambda s: infer.expected_upper_limits(correlated_model(s), 0.90).limits[0])(signals)

@@ -110,6 +110,7 @@ def test_hypotest_matches_converged_pyhf(tight_pyhf):
         np.testing.assert_allclose(ours.cls_exp, np.ravel(exp), rtol=1e-5)
 
 
+@pytest.mark.slow  # 58 s on 2 cores; limits against pyhf stay in CI (validation/test_atlas_published.py)
 def test_upper_limits_match_pyhf_root_finding_at_90_percent(tight_pyhf):
     ours = np.asarray(limits_from_yields(SIGNAL, BACKGROUND, OBSERVED))
     model = window_model(SIGNAL, BACKGROUND)

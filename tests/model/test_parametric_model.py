@@ -422,7 +422,7 @@ def test_nuisances_move_a_voigtian_peak(dcb_counts):
 
 
 @pytest.mark.parametrize("nuisances", [
-    {},
+    pytest.param({}, marks=pytest.mark.slow),  # a subset of the next case (CI time)
     dict(mass_scale_width=0.004, resolution_width=0.1, efficiency_width=0.1),
     dict(efficiency_width=0.1, efficiency_form="lognormal"),
 ])

@@ -507,6 +507,7 @@ def test_random_model_agrees_with_pyhf(index):
     _check(compare(index))
 
 
+@pytest.mark.slow  # 74 s on 2 cores; model 178's two minima stay in CI (test_fits_with_two_minima_agree_at_pyhf_minimum)
 def test_limit_says_where_cls_jumps_across_the_level(tmp_path, capsys):
     """Model 178: the observed CLs curve jumps across 0.05 near mu = 1.90 (the
     Asimov fits switch minimum), so the observed limit has no root. The result
