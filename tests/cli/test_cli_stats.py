@@ -102,6 +102,7 @@ def test_unknown_interpolation_code_is_rejected_by_argparse(path, capsys):
     assert "code9" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 47 s on 2 cores; toy CLs stay in CI (infer/test_toys.py, validation toy reference)
 def test_cls_toybased_is_the_library_result(path, capsys):
     code, out, err = _run(capsys, "cls", str(path), "--calctype", "toybased", "--ntoys", "500",
                           "--seed", "3")

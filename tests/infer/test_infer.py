@@ -175,6 +175,7 @@ def test_vmap_over_a_stack_of_models_equals_one_by_one():
     np.testing.assert_allclose(batched[0] / batched[1], 2.0, rtol=1e-6)
 
 
+@pytest.mark.slow  # 50 s on 2 cores; zero bins stay in CI via test_bad_input (CLs, likelihood gradients)
 def test_zero_background_bins_give_finite_limits_and_gradients():
     background = BACKGROUND.at[3].set(0.0)
     observed = OBSERVED.at[3].set(0.0)
