@@ -34,6 +34,7 @@ from jax.scipy.special import ndtr, ndtri
 
 from diffana.infer import linalg
 from diffana.infer.fit import poi_index
+from diffana.infer.limits import _zero_cotangent  # one rule for non-differentiable inputs
 from diffana.infer.profile_root import solve_profile_root
 from diffana.infer.protocol import StatisticalModel, check_is_model, gradient_and_hessian
 from diffana.infer.settings import FitSettings, check_against_model, resolve_settings
@@ -155,14 +156,6 @@ def _limits_bwd(cl, nsigma, residuals, cotangent: ExpectedLimits):
     _, vjp = jax.vjp(q_asimov, model)
     (model_bar,) = vjp(weights)
     return model_bar, jax.tree_util.tree_map(_zero_cotangent, settings)
-
-
-def _zero_cotangent(leaf):
-    if eqx.is_inexact_array(leaf):
-        return jnp.zeros_like(leaf)
-    if eqx.is_array(leaf):
-        return np.zeros(leaf.shape, dtype=jax.dtypes.float0)
-    return None
 
 
 _limits.defvjp(_limits_fwd, _limits_bwd)
