@@ -71,3 +71,23 @@ def test_a_damaged_stored_program_is_replaced(tmp_path, model_and_data):
     np.testing.assert_allclose(result.expected, first.expected, rtol=1e-12)
     assert result.warnings() == first.warnings() == []
     assert path.read_bytes() != b"not a program"
+
+
+@pytest.mark.parametrize("options", [programs.FAST_COMPILE, programs.FAST_RUN, None],
+                         ids=["fast-compile", "fast-run", "xla-defaults"])
+def test_compiler_options_change_speed_not_numbers(tmp_path, model_and_data, options):
+    model, data = model_and_data
+    result = programs.call_with_model("hypotest", hypotest_at, HypotestResult, model, jnp.asarray(1.0), data,
+                                      settings=("qtilde",), folder=tmp_path, compiler_options=options)
+    direct = infer.hypotest(1.0, data, model)
+    # LLVM's optimisation level may reassociate floating-point sums: agreement to
+    # round-off of a converged fit, not bit for bit.
+    np.testing.assert_allclose(result.cls_obs, direct.cls_obs, rtol=1e-9)
+    np.testing.assert_allclose(result.cls_exp, direct.cls_exp, rtol=1e-9)
+
+
+def test_host_values_are_accepted_as_arguments(tmp_path, model_and_data):
+    model, data = model_and_data
+    from_float = programs.call_with_model("hypotest", hypotest_at, HypotestResult, model, 1.0, np.asarray(data),
+                                          settings=("qtilde",), folder=tmp_path)
+    np.testing.assert_allclose(from_float.cls_obs, infer.hypotest(1.0, data, model).cls_obs, rtol=1e-12)

@@ -9,6 +9,7 @@ the Gross–Vitells formula.
 from __future__ import annotations
 
 import numpy as np
+import jax
 import jax.numpy as jnp
 import pytest
 
@@ -195,3 +196,12 @@ def test_stack_models_rejects_different_structures():
         lee.stack_models([a, Model.from_spec(spec, poi_name="mu")])
     with pytest.raises(ValueError, match="stack"):
         lee.scan_q0(jnp.zeros(31), a)
+
+
+def test_stack_models_is_the_same_eager_and_traced():
+    models = [bump_hunt_model(m)[0] for m in (5.0, 9.0)]
+    eager = lee.stack_models(models)  # concrete leaves: stacked on the host
+    traced = jax.jit(lambda a, b: lee.stack_models([a, b]))(*models)
+    for one, other in zip(jax.tree_util.tree_leaves(eager), jax.tree_util.tree_leaves(traced)):
+        assert isinstance(one, jax.Array) and one.shape[0] == 2
+        np.testing.assert_array_equal(np.asarray(one), np.asarray(other))

