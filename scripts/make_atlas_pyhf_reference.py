@@ -5,8 +5,13 @@ in the file, ~7 CPU-minutes per patch, most of it the limits):
 
     nice -n 10 python scripts/make_atlas_pyhf_reference.py --jobs 2
 
-(``--jobs 1``, the default, computes one patch at a time.) A subset (mass points as in
-the patch file names, ``patch_C1N2_WZ_<point>.json``):
+(``--jobs 1``, the default, computes one patch at a time.) Only the CLs steps
+(``hypotest``, ``hypotest_tight``; ~10 CPU-seconds per patch), for patches without a
+full entry:
+
+    python scripts/make_atlas_pyhf_reference.py --cls-only --jobs 2
+
+A subset (mass points as in the patch file names, ``patch_C1N2_WZ_<point>.json``):
 
     python scripts/make_atlas_pyhf_reference.py 140p0_100p0 200p0_1p0
 
@@ -334,13 +339,16 @@ def gamma_shift_estimate(model, data, pars, gamma_index: int, tau: float) -> flo
     return g * g / (4.0 * tau)
 
 
+CLS_STEPS = ("hypotest", "hypotest_tight")
 STEPS = ["fit_gamma_fixed", "fit_gamma_fixed_minuit", "gamma_fixed_shift_estimate", "fit_gamma_free_scipy",
          "fit_gamma_free_minuit", "hypotest", "hypotest_tight", "upper_limit_95"]
 
 
-def compute_patch(name: str, data_dir: Path = DATA_DIR, existing: dict | None = None) -> dict:
-    """Every step of STEPS for one patch; with ``existing`` (a stored entry), only the
-    steps it lacks."""
+def compute_patch(name: str, data_dir: Path = DATA_DIR, existing: dict | None = None,
+                  steps: tuple = ()) -> dict:
+    """Every step of ``steps`` (default STEPS) for one patch; with ``existing`` (a
+    stored entry), only the steps it lacks."""
+    steps = tuple(steps) or tuple(STEPS)
     spec = load_workspace_spec(name, data_dir)
     gamma = stiffest_shapesys(spec)
     model, data = model_and_data(spec)
@@ -352,7 +360,7 @@ def compute_patch(name: str, data_dir: Path = DATA_DIR, existing: dict | None = 
         if existing["fixed_parameter"]["name"] != out["fixed_parameter"]["name"]:
             raise RuntimeError(f"{name}: stored entry fixed {existing['fixed_parameter']}, now {out['fixed_parameter']}")
         out.update({k: v for k, v in existing.items() if k in STEPS})
-    missing = [step for step in STEPS if step not in out]
+    missing = [step for step in steps if step not in out]
     pars_fixed = None
     if "fit_gamma_fixed" in missing or "gamma_fixed_shift_estimate" in missing:
         fit_fixed, pars_fixed = run_fit(model, data, fixed, "scipy", fallback=True)
@@ -371,10 +379,10 @@ def compute_patch(name: str, data_dir: Path = DATA_DIR, existing: dict | None = 
         out["hypotest_tight"] = run_hypotest(model, data, fixed, tolerance=TIGHT_TOLERANCE)
     if "upper_limit_95" in missing:
         out["upper_limit_95"] = run_limits(model, data, fixed)
-    steps = [out[k] for k in STEPS if isinstance(out[k], dict)]
-    widened = out["upper_limit_95"].get("widened_poi_bounds", {})
-    out["wall_s"] = sum(v["wall_s"] for v in steps) + widened.get("wall_s", 0.0)
-    out["cpu_s"] = sum(v["cpu_s"] for v in steps) + widened.get("cpu_s", 0.0)
+    done = [out[k] for k in STEPS if isinstance(out.get(k), dict)]
+    widened = out.get("upper_limit_95", {}).get("widened_poi_bounds", {})
+    out["wall_s"] = sum(v["wall_s"] for v in done) + widened.get("wall_s", 0.0)
+    out["cpu_s"] = sum(v["cpu_s"] for v in done) + widened.get("cpu_s", 0.0)
     return out
 
 
@@ -456,6 +464,8 @@ def main(argv=None):
     parser.add_argument("--redo", action="store_true", help="recompute patches already in the output")
     parser.add_argument("--print-hypotests", metavar="PATCH",
                         help="print hypotest and hypotest_tight of PATCH, computed now, as JSON; write nothing")
+    parser.add_argument("--cls-only", action="store_true",
+                        help=f"compute only the steps {CLS_STEPS} (patches lacking them)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes (each patch in one; the results are written by this process)")
     args = parser.parse_args(argv)
@@ -479,11 +489,12 @@ def main(argv=None):
     expected_fixed = content["metadata"]["fixed_parameter"]
     run_start = time.perf_counter()
     stored = {} if args.redo else content["patches"]
-    todo = [name for name in names if name not in stored or any(step not in stored[name] for step in STEPS)]
+    steps = CLS_STEPS if args.cls_only else tuple(STEPS)
+    todo = [name for name in names if name not in stored or any(step not in stored[name] for step in steps)]
     for name in names:
         if name not in todo:
             print(f"{name}: already in {args.output}, skipped", flush=True)
-    jobs = [(name, args.data_dir, stored.get(name)) for name in todo]
+    jobs = [(name, args.data_dir, stored.get(name), steps) for name in todo]
     if args.jobs > 1:
         import multiprocessing
 
@@ -501,11 +512,13 @@ def main(argv=None):
         content["metadata"]["total_wall_s"] = sum(p["wall_s"] for p in content["patches"].values())
         content["metadata"]["total_cpu_s"] = sum(p["cpu_s"] for p in content["patches"].values())
         write_json(args.output, content)
-        lim = result["upper_limit_95"]
-        print(f"[{i + 1}/{len(todo)}] {name}: CLs_obs={result['hypotest']['cls_obs']:.6g} "
-              f"limit_obs={lim['observed']} exp={[None if v is None else round(v, 5) for v in lim['expected']]} "
-              f"hypotest {result['hypotest']['wall_s']:.1f}s limits {lim['wall_s']:.1f}s "
-              f"({lim['n_hypotests']} hypotests) total {result['wall_s']:.1f}s", flush=True)
+        line = (f"[{i + 1}/{len(todo)}] {name}: CLs_obs={result['hypotest']['cls_obs']:.6g} "
+                f"hypotest {result['hypotest']['wall_s']:.1f}s")
+        lim = result.get("upper_limit_95")
+        if lim is not None:
+            line += (f" limit_obs={lim['observed']} exp={[None if v is None else round(v, 5) for v in lim['expected']]}"
+                     f" limits {lim['wall_s']:.1f}s ({lim['n_hypotests']} hypotests)")
+        print(f"{line} total {result['wall_s']:.1f}s", flush=True)
     if pool is not None:
         pool.close()
         pool.join()
