@@ -28,6 +28,7 @@ import json
 import math
 import sys
 import time
+
 import numpy as np
 
 from diffana.cli import CommandError

@@ -32,11 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtr, ndtri
 
-from diffana.infer import linalg
 from diffana.infer.fit import poi_index
-from diffana.infer.limits import _zero_cotangent  # one rule for non-differentiable inputs
+from diffana.infer.limits import (  # one rule for non-differentiable inputs, one σ_μ
+    _zero_cotangent,
+    poi_sigma,
+)
 from diffana.infer.profile_root import solve_profile_root
-from diffana.infer.protocol import StatisticalModel, check_is_model, gradient_and_hessian
+from diffana.infer.protocol import StatisticalModel, check_is_model
 from diffana.infer.settings import FitSettings, check_against_model, resolve_settings
 
 __all__ = ["ExpectedLimits", "expected_upper_limits", "MEDIAN", "BAND"]
@@ -103,13 +105,7 @@ def _nominal_point(model, settings: FitSettings):
 
 def _gaussian_guess(model, nominal, data, setup, z):
     """z·σ_μ with σ_μ from the Asimov Hessian at the nominal point."""
-    poi = model.config.poi_index
-    _, hessian = gradient_and_hessian(model, nominal, data)
-    free = ~setup.fixed
-    hessian = jnp.where(free[:, None] & free[None, :], hessian, jnp.eye(hessian.shape[0]))
-    variance = 2.0 * linalg.solve(hessian, jnp.zeros(hessian.shape[0]).at[poi].set(1.0))[poi]
-    sigma = jnp.sqrt(jnp.abs(variance))
-    return z * jnp.where(jnp.isfinite(sigma) & (sigma > 0), sigma, 1.0)
+    return z * poi_sigma(model, nominal, data, setup.fixed)
 
 
 def _solve(model, cl: float, nsigma, settings: FitSettings):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import ndtri
 
+from diffana._util import safe_sqrt
 from diffana.infer import linalg
 from diffana.infer.asymptotics import (
     EXPECTED_NSIGMA,
@@ -32,12 +33,10 @@ from diffana.infer.asymptotics import (
     prepare,
     test_statistics,
 )
-from diffana._util import safe_sqrt
 from diffana.infer.fit import deviance_objective, prepare_call
 from diffana.infer.minimize import SolverOptions
 from diffana.infer.protocol import StatisticalModel, gradient_and_hessian
 from diffana.infer.settings import FitSettings, resolve_settings
-
 
 CURVE_NAMES = ("observed", "expected -2 sigma", "expected -1 sigma", "expected median",
                "expected +1 sigma", "expected +2 sigma")
@@ -207,17 +206,26 @@ def _curve_point(mus, prepared, settings: LimitSettings, solver, starts: CurveSt
     )
 
 
+def poi_sigma(model, pars, data, fixed):
+    """σ_μ, the POI's Gaussian standard deviation from the Hessian of the deviance at
+    ``pars`` on ``data`` (the Asimov point: the expected uncertainty), with the
+    ``fixed`` parameters held; 1 where the Hessian gives no finite positive value
+    (the root finders only use it as a starting scale)."""
+    poi = model.config.poi_index
+    _, h = gradient_and_hessian(model, pars, data)
+    free = ~fixed
+    h = jnp.where(free[:, None] & free[None, :], h, jnp.eye(h.shape[0]))
+    # Variance of the POI: 2 (H^-1)_poi,poi (the deviance is -2 ln L), one linear solve.
+    variance = 2.0 * linalg.solve(h, jnp.zeros(h.shape[0]).at[poi].set(1.0))[poi]
+    sigma = jnp.sqrt(jnp.abs(variance))
+    return jnp.where(jnp.isfinite(sigma) & (sigma > 0), sigma, 1.0)
+
+
 def _initial_guess(prepared, settings):
     """Limits from a Gaussian approximation: σ_μ from the Asimov Hessian."""
     model = prepared.model
     poi = model.config.poi_index
-    _, h = gradient_and_hessian(model, prepared.asimov_pars, prepared.asimov_data)
-    free = ~prepared.setup.fixed
-    h = jnp.where(free[:, None] & free[None, :], h, jnp.eye(h.shape[0]))
-    # Variance of the POI: 2 (H^-1)_poi,poi, from one linear solve.
-    variance = 2.0 * linalg.solve(h, jnp.zeros(h.shape[0]).at[poi].set(1.0))[poi]
-    sigma = jnp.sqrt(jnp.abs(variance))
-    sigma = jnp.where(jnp.isfinite(sigma) & (sigma > 0), sigma, 1.0)
+    sigma = poi_sigma(model, prepared.asimov_pars, prepared.asimov_data, prepared.setup.fixed)
     alpha = 1.0 - settings.cl
     # sqrt(q_A) that solves CLs_exp = alpha for each band (unclipped normal).
     targets = -ndtri(alpha * jax.scipy.special.ndtr(-EXPECTED_NSIGMA)) - EXPECTED_NSIGMA
