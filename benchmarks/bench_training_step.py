@@ -49,6 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffana import objectives, soft, windows
+from diffana._util import map_in_blocks
 from diffana.model import Model
 from diffana.selection import MLP, MassParametrisedMLP, Standardisation
 
@@ -105,7 +106,7 @@ def independent_dense(net, toy: Toy, block):
         s = soft.hard_histogram(signal["m"], edges, net(signal) * signal["weight"])
         return log_limit(s, soft.hard_histogram(toy.background["m"], edges, weights))
 
-    return _over_masses(per_mass, (toy.edges, toy.signal), block)
+    return map_in_blocks(per_mass, (toy.edges, toy.signal), block)
 
 
 def independent_windowed(net, toy: Toy, block):
@@ -115,7 +116,7 @@ def independent_windowed(net, toy: Toy, block):
     def per_mass(edges, signal, background):
         return log_limit(soft.hard_histogram(signal["m"], edges, net(signal) * signal["weight"]), background)
 
-    return _over_masses(per_mass, (toy.edges, toy.signal, backgrounds), block)
+    return map_in_blocks(per_mass, (toy.edges, toy.signal, backgrounds), block)
 
 
 def parametrised_dense(net, toy: Toy, block):
@@ -124,7 +125,7 @@ def parametrised_dense(net, toy: Toy, block):
         b = soft.hard_histogram(toy.background["m"], edges, net(toy.background, mass) * toy.background["weight"])
         return log_limit(s, b)
 
-    return _over_masses(per_mass, (toy.masses, toy.edges, toy.signal), block)
+    return map_in_blocks(per_mass, (toy.masses, toy.edges, toy.signal), block)
 
 
 def parametrised_windowed(net, toy: Toy, block, plan: windows.WindowPlan):
@@ -135,12 +136,6 @@ def parametrised_windowed(net, toy: Toy, block, plan: windows.WindowPlan):
 
     return windows.map_windows(per_window, toy.background, plan, toy.masses, toy.edges, toy.signal,
                                batch_size=block)
-
-
-def _over_masses(per_mass, args, block):
-    if block is None or block >= args[0].shape[0]:
-        return jax.vmap(per_mass)(*args)
-    return jax.lax.map(jax.checkpoint(lambda xs: per_mass(*xs)), args, batch_size=int(block))
 
 
 METHODS = {

@@ -10,6 +10,7 @@ in the file, ~7 CPU-minutes per patch, most of it the limits):
 full entry:
 
     python scripts/make_atlas_pyhf_reference.py --cls-only --jobs 2
+    python scripts/make_atlas_pyhf_reference.py --steps upper_limit_95   # limits only
 
 A subset (mass points as in the patch file names, ``patch_C1N2_WZ_<point>.json``):
 
@@ -466,6 +467,8 @@ def main(argv=None):
                         help="print hypotest and hypotest_tight of PATCH, computed now, as JSON; write nothing")
     parser.add_argument("--cls-only", action="store_true",
                         help=f"compute only the steps {CLS_STEPS} (patches lacking them)")
+    parser.add_argument("--steps", nargs="+", choices=STEPS, metavar="STEP",
+                        help=f"compute only these steps (patches lacking them); choices {STEPS}")
     parser.add_argument("--jobs", type=int, default=1,
                         help="worker processes (each patch in one; the results are written by this process)")
     args = parser.parse_args(argv)
@@ -489,7 +492,7 @@ def main(argv=None):
     expected_fixed = content["metadata"]["fixed_parameter"]
     run_start = time.perf_counter()
     stored = {} if args.redo else content["patches"]
-    steps = CLS_STEPS if args.cls_only else tuple(STEPS)
+    steps = tuple(args.steps) if args.steps else CLS_STEPS if args.cls_only else tuple(STEPS)
     todo = [name for name in names if name not in stored or any(step not in stored[name] for step in steps)]
     for name in names:
         if name not in todo:

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 # imported here, never inside a traced function: the engine creates module-level
 # arrays, which would become leaked tracers if its first import happened under jit
 from diffana import infer
-from diffana._util import safe_sqrt
+from diffana._util import map_in_blocks, safe_sqrt
 
 __all__ = [
     "soft_efficiency",
@@ -284,9 +284,7 @@ def over_masses(
     masses = jnp.asarray(masses, dtype=float)
     if masses.ndim != 1 or masses.shape[0] == 0:
         raise ValueError(f"masses must be a non-empty 1D array, got shape {masses.shape}")
-    if batch_size is None or batch_size >= masses.shape[0]:
-        return jax.vmap(per_mass)(masses)
-    return jax.lax.map(jax.checkpoint(per_mass), masses, batch_size=int(batch_size))
+    return map_in_blocks(per_mass, (masses,), batch_size)
 
 
 def average_over_masses(

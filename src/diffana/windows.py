@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffana._util import is_concrete
+from diffana._util import is_concrete, map_in_blocks
 from diffana.events import Events
 
 __all__ = ["sort_events", "window_histograms", "WindowPlan", "plan_windows", "window_slice", "map_windows"]
@@ -218,7 +218,4 @@ def map_windows(per_window: Callable[..., Any], sorted_tree, plan: WindowPlan, *
     def one(start, *args):
         return per_window(window_slice(sorted_tree, plan, start), *args)
 
-    if batch_size is None or batch_size >= n_hypotheses:
-        return jax.vmap(one)(plan.start, *per_hypothesis)
-    return jax.lax.map(jax.checkpoint(lambda xs: one(*xs)), (plan.start, *per_hypothesis),
-                       batch_size=int(batch_size))
+    return map_in_blocks(one, (plan.start, *per_hypothesis), batch_size)
