@@ -3,12 +3,14 @@
 The sampling densities of :mod:`diffana.physics.bias` are checked on their own
 (E_q[p/q · f] = E_p[f], checked on quantiles of each biased variable), then biased and
 unbiased generator samples are compared after the Z'→invisible preselection
-with a χ² on the total yield and on the M²_rec, recoil θ and recoil p_T
-histograms — which must fail when the weight p/q is dropped.
+with a χ² on the total yield and on the M²_rec, recoil θ, recoil p_T and dimuon mass
+histograms — which must fail when the weight p/q is dropped. The biased eeμμ
+variables are also compared at generator level, where they act (fast).
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import NamedTuple
 
 import jax
@@ -39,15 +41,46 @@ def _mixture_draw(sampler, key, fraction=0.5):
     return np.asarray(value), np.asarray(_weights(log_ratio, fraction))
 
 
-@pytest.mark.parametrize("name", ["power", "collinear", "log_uniform", "inverse_square"])
+TAG_PT_SHAPE = B.PeakedShape(0.3, 0.6, 1.6, rise=3.0, fall=1.0)
+"""GeV: a peaked density like the tagged e±'s q_T."""
+
+
+def _peaked_against_log_uniform(key, use, low=0.05, high=3.0):
+    """Toy: p log-uniform on [low, high] (GeV), g = :data:`TAG_PT_SHAPE`."""
+    shape = TAG_PT_SHAPE
+    u = jax.random.uniform(key, use.shape)
+    value = jnp.where(use, B.peaked_log_draw(u, shape, shape.low, shape.high), low * (high / low) ** u)
+    log_ratio = B.peaked_log_log_density(value, shape, shape.low, shape.high) + jnp.log(jnp.log(high / low))
+    return value, log_ratio
+
+
+def _decay_cos(key, use, beta=0.97):
+    """Toy: cos θ* for γγ rapidities spread over ±1.2 (the diamond's width varies per event)."""
+    rapidity = jax.random.uniform(jax.random.fold_in(key, 5), use.shape, minval=-1.2, maxval=1.2)
+    return B.central_cos(key, jnp.full(use.shape, beta), rapidity, use, B.BackgroundBias())
+
+
+def _photon_pair(key, use, part):
+    """Toy: the eeμμ photon pair at the nominal √s; ``part`` z₁ or W² = z₁z₂s."""
+    sqrt_s = jnp.full(use.shape, 10.58)
+    bias = B.BackgroundBias()
+    z, log_ratio = B.photon_pair_fractions(key, sqrt_s, 0.25 / sqrt_s[:, None] ** 2, 1.0 - 1e-6, use,
+                                           bias.eemumu_mass, bias.eemumu_pair_rapidity_max,
+                                           bias.eemumu_pair_rapidity_apex)
+    return (z[:, 0] if part == "z1" else z[:, 0] * z[:, 1] * sqrt_s**2), log_ratio
+
+
+@pytest.mark.parametrize("name", ["power", "collinear", "peaked", "decay_cos", "pair_z1", "pair_mass"])
 def test_biased_densities_reweight_to_the_unbiased(name):
     """Weighted biased draws reproduce the unbiased quantiles (within 4σ) and E[w] = 1."""
     key = jax.random.key(3)
     samplers = {
         "power": lambda k, use: B.power_fraction(k, 0.044, use),
         "collinear": lambda k, use: B.collinear_cos(k, 0.99, use, (1.0, 40.0)),
-        "log_uniform": lambda k, use: B.log_uniform(k, 1e-6, 5.0, use, 0.02),
-        "inverse_square": lambda k, use: B.inverse_square(k, 0.002, 1.0, use, 0.03),
+        "peaked": _peaked_against_log_uniform,
+        "decay_cos": _decay_cos,
+        "pair_z1": lambda k, use: _photon_pair(k, use, "z1"),
+        "pair_mass": lambda k, use: _photon_pair(k, use, "mass"),
     }
     sampler = samplers[name]
     value, weight = _mixture_draw(sampler, key)
@@ -62,6 +95,24 @@ def test_biased_densities_reweight_to_the_unbiased(name):
         assert abs(estimate - (1 - q)) < 4 * np.hypot(error, plain_error), (name, q, estimate)
 
 
+def test_peaked_shape_draws_its_density():
+    """peaked_log_draw follows peaked_log_log_density (truncated per event): a χ² on ln x."""
+    shape = TAG_PT_SHAPE
+    high = jnp.where(jnp.arange(N_TOY) % 2 == 0, 1.6, 0.5)  # half the events: peak clipped to 0.5
+    x = np.asarray(B.peaked_log_draw(jax.random.uniform(jax.random.key(4), (N_TOY,)), shape, shape.low, high))
+    for h in (1.6, 0.5):
+        sel = np.asarray(high) == h
+        edges = np.linspace(np.log(0.3), np.log(h), 21)
+        counts = np.histogram(np.log(x[sel]), edges)[0]
+        grid = np.linspace(edges[0], edges[-1], 20001)
+        density = np.exp(np.asarray(B.peaked_log_log_density(jnp.exp(grid), shape, shape.low, h)))
+        expected = np.array([np.trapezoid(density[(grid >= a) & (grid <= b)], grid[(grid >= a) & (grid <= b)])
+                             for a, b in itertools.pairwise(edges)]) * sel.sum()
+        chi2 = np.sum((counts - expected) ** 2 / expected)
+        assert stats.chi2.sf(chi2, 20) > 1e-3, (h, chi2)
+        assert x[sel].min() >= 0.3 * (1 - 1e-12) and x[sel].max() <= h * (1 + 1e-12)
+
+
 def test_mixture_weight_is_bounded():
     log_ratios = jnp.array([[-jnp.inf, -jnp.inf], [0.0, 0.0], [5.0, 1.0]])
     w = np.asarray(B.mixture_weight(log_ratios, 0.9, jnp.array([0.5, 0.5])))
@@ -73,6 +124,14 @@ def test_bad_bias_settings_raise():
         B.BackgroundBias(mumu_fraction=1.0).validate()
     with pytest.raises(ValueError, match="isr_angle_range"):
         B.BackgroundBias(isr_angle_range=(10.0, 5.0)).validate()
+    with pytest.raises(ValueError, match="eemumu_mass"):
+        B.BackgroundBias(eemumu_mass=B.PeakedShape(2.0, 1.0, 8.0)).validate()
+    with pytest.raises(ValueError, match="eemumu_tag_pt"):
+        B.BackgroundBias(eemumu_tag_pt=B.PeakedShape(0.3, 0.6, 1.6, rise=-1.0)).validate()
+    with pytest.raises(ValueError, match="eemumu_pair_rapidity_max"):
+        B.BackgroundBias(eemumu_pair_rapidity_max=2.0).validate()
+    with pytest.raises(ValueError, match="eemumu_tag_angle_max"):
+        B.BackgroundBias(eemumu_tag_angle_max=(19.5,)).validate()
     with pytest.raises(ValueError, match="bias must be"):
         B.resolve_bias("yes")
     with pytest.raises(ValueError, match="not to the signal"):
@@ -87,8 +146,10 @@ HISTOGRAMS = {
     "recoil_mass_squared": np.array([-2.0, 1.0, 10.0, 25.0, 40.0, 55.0, 70.0, 90.0]),
     "recoil_theta_cm": np.array([0.0, 40.0, 60.0, 80.0, 100.0, 120.0, 180.0]),
     "recoil_pt_cm": np.array([0.5, 0.8, 1.2, 1.8, 2.6, 6.0]),
+    "dimuon_mass": np.array([0.0, 1.5, 2.5, 4.0, 7.0, 11.0]),
 }
-"""Binning (GeV², deg, GeV) of the compared distributions, wide enough to be populated."""
+"""Binning (GeV², deg, GeV, GeV) of the compared distributions, wide enough to be populated
+(the dimuon mass is eeμμ's biased W)."""
 
 
 class Comparison(NamedTuple):
@@ -144,6 +205,91 @@ def _check_process(process, n_events, seed):
     good = compare(biased, unbiased)
     broken = compare(_break_weights(biased, n_events, sigma_l), unbiased)
     return good, broken
+
+
+class _EemumuTruth(NamedTuple):
+    """Generator-level eeμμ quantities the biased components change, per event."""
+
+    weight: np.ndarray
+    """relative weight normalised to mean 1 over the generated events (as ``generate`` does)."""
+    dimuon_mass: np.ndarray
+    """GeV: W."""
+    tag_pt: np.ndarray
+    """GeV: the larger q_T of the two scattered e±."""
+    tag_angle: np.ndarray
+    """deg: that e±'s CM angle to its beam."""
+    other_pt: np.ndarray
+    """GeV: the other e±'s q_T."""
+    pair_rapidity: np.ndarray
+    """CM rapidity of the μμ system."""
+    muon_cos: np.ndarray
+    """(n, 2) CM cos θ of both muons."""
+
+
+def _eemumu_truth(n, seed, bias, drop_weights=False):
+    from diffana.physics import kinematics as kin
+    from diffana.physics.processes import generate_eemumu_cm
+
+    sqrt_s = jnp.full(n, 10.58)
+    truth = jax.jit(generate_eemumu_cm, static_argnums=2)(jax.random.key(seed), sqrt_s, bias)
+    weight = np.asarray(truth["relative_weight"])
+    weight = (weight > 0) * 1.0 if drop_weights else weight
+    muons, electrons = truth["charged"], truth["extra_charged"]
+    system = muons.sum(axis=1)
+    momentum = kin.momentum_magnitude(muons)
+    q_t = np.asarray(kin.transverse_momentum(electrons))
+    angle = np.degrees(np.arctan2(q_t, np.abs(np.asarray(electrons[..., 3]))))
+    tagged = np.argmax(q_t, axis=1)[:, None]
+    return _EemumuTruth(
+        weight / weight.mean(),
+        np.asarray(jnp.sqrt(kin.invariant_mass_squared(system))),
+        np.take_along_axis(q_t, tagged, axis=1)[:, 0],
+        np.take_along_axis(angle, tagged, axis=1)[:, 0],
+        np.take_along_axis(q_t, 1 - tagged, axis=1)[:, 0],
+        np.asarray(0.5 * jnp.log((system[:, 0] + system[:, 3]) / (system[:, 0] - system[:, 3]))),
+        np.asarray(muons[..., 3] / momentum),
+    )
+
+
+EEMUMU_TRUTH_HISTOGRAMS = {
+    "dimuon_mass": np.array([1.0, 1.3, 1.6, 2.0, 2.5, 3.5, 6.0]),
+    "tag_pt": np.array([0.3, 0.45, 0.6, 0.8, 1.1, 1.6]),
+    "pair_rapidity": np.array([-1.5, -0.6, -0.2, 0.2, 0.6, 1.5]),
+}
+"""Binning (GeV, GeV, 1) of the generator-level comparison in the tagged, central region."""
+
+
+def _eemumu_truth_comparison(biased: _EemumuTruth, unbiased: _EemumuTruth) -> Comparison:
+    """χ² of Σw (and Σw² errors) of the region a single-tag preselected event lies in —
+    W > 1 GeV, one e± tagged (q_T > 0.3 GeV, < 16° from its beam: in the ECL hole), the
+    other not (q_T < 0.1 GeV), both muons central (|cos θ_CM| < 0.75) — in total and per
+    bin of W, q_T and the pair's rapidity."""
+    terms, totals = [], []
+    regions = [(t, (t.dimuon_mass > 1.0) & (t.tag_pt > 0.3) & (t.tag_angle < 16.0) & (t.other_pt < 0.1)
+                   & np.all(np.abs(t.muon_cos) < 0.75, axis=1)) for t in (biased, unbiased)]
+    for t, region in regions:
+        totals.append(((t.weight * region).sum(), (t.weight**2 * region).sum()))
+    terms.append((totals[0][0] - totals[1][0], totals[0][1] + totals[1][1]))
+    for name, edges in EEMUMU_TRUTH_HISTOGRAMS.items():
+        sums = [(np.histogram(getattr(t, name)[r], edges, weights=t.weight[r])[0],
+                 np.histogram(getattr(t, name)[r], edges, weights=t.weight[r] ** 2)[0]) for t, r in regions]
+        for (sb, vb), (su, vu) in zip(zip(*sums[0]), zip(*sums[1])):
+            if vb + vu > 0:
+                terms.append((sb - su, vb + vu))
+    chi2 = float(sum(d**2 / v for d, v in terms))
+    return Comparison(chi2, len(terms), float(stats.chi2.sf(chi2, len(terms))), totals[0][0], totals[1][0])
+
+
+def test_biased_eemumu_truth_matches_unbiased_where_the_bias_acts():
+    """Generator level (no detector, fast): the weighted biased eeμμ sample reproduces the
+    unbiased one in the tagged, central region — its yield and its W, q_T and rapidity
+    distributions, i.e. every biased variable (z₁, z₂, Q², cos θ*) — and dropping p/q fails."""
+    n = 2**18
+    unbiased = _eemumu_truth(n, 31, None)
+    good = _eemumu_truth_comparison(_eemumu_truth(n, 32, B.BackgroundBias()), unbiased)
+    broken = _eemumu_truth_comparison(_eemumu_truth(n, 32, B.BackgroundBias(), drop_weights=True), unbiased)
+    assert good.p_value > 1e-3, good
+    assert broken.p_value < 1e-6, broken
 
 
 def test_biased_tautau_matches_unbiased_after_preselection():

@@ -18,6 +18,8 @@ approximation for two-photon μ⁺μ⁻ production.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -278,6 +280,103 @@ def breit_wheeler_cross_section(w, mass):
     return 2.0 * jnp.pi * ALPHA**2 / w**2 * ((3.0 - beta**4) * log - 2.0 * beta * (2.0 - beta**2))
 
 
+EEMUMU_TAG_SHARES = (0.45, 0.45, 0.1)
+"""Share of the biased eeμμ components: e⁻ tagged, e⁺ tagged, both tagged (preselected:
+44%, 48%, 8% of Σw)."""
+_EEMUMU_TABLE = ((True, True, True, False, False, False),
+                 (True, True, False, True, False, False),
+                 (True, True, False, False, True, True))
+"""Per component (rows, as :data:`EEMUMU_TAG_SHARES`): which variables (slots of
+:func:`_bias.component_log_ratios`: the z pair, cos θ*, Q²₁ and Q²₂ in the single-tag
+shape, Q²₁ and Q²₂ in the double-tag shape) it draws biased. Every component draws W, Y
+and cos θ* into the acceptance; its tagged e± get a q_T shape."""
+
+
+class _EemumuComponents(NamedTuple):
+    """Which biased eeμμ component drew each event."""
+
+    component: jax.Array
+    """(n,) int: −1 unbiased, 0 e⁻ tagged, 1 e⁺ tagged, 2 both tagged."""
+    table: jax.Array
+    """(3, 6) bool: :data:`_EEMUMU_TABLE`."""
+    shares: jax.Array
+    """(3,): :data:`EEMUMU_TAG_SHARES`."""
+
+    @property
+    def biased(self):
+        """(n,) bool: drawn by a biased component (W, Y and cos θ* biased)."""
+        return self.component >= 0
+
+    @property
+    def single_tag(self):
+        """(n, 2) bool: this e∓'s Q² drawn in the single-tag window."""
+        return self.component[:, None] == jnp.array([0, 1])
+
+    @property
+    def double_tag(self):
+        """(n,) bool: both Q² drawn in the double-tag window."""
+        return self.component == 2
+
+
+def _eemumu_components(key, n, bias) -> _EemumuComponents:
+    """Draw the mixture component of each of ``n`` eeμμ events."""
+    shares = jnp.array(EEMUMU_TAG_SHARES)
+    component = _bias.choose_components(key, n, shares, bias.eemumu_fraction)
+    return _EemumuComponents(component, jnp.array(_EEMUMU_TABLE), shares)
+
+
+class _TagWindow(NamedTuple):
+    """Per e∓ (arrays shaped like z): the q_T range a tagged e± is drawn in."""
+
+    low: jax.Array
+    """GeV: lower end (the shape's)."""
+    high: jax.Array
+    """GeV: upper end: the shape's, or less where the e± would leave the ECL hole or Q² exceed Q²_max."""
+    usable: jax.Array
+    """bool: the range is not empty (elsewhere the tagged Q² is drawn as unbiased: g = p)."""
+
+
+def _tag_window(z, beam_energy, q2_max, shape: _bias.PeakedShape, angle_max) -> _TagWindow:
+    """q_T range of a tagged e± of energy fraction 1 − z (GeV): ``shape``'s, capped at
+    E_e·sin ``angle_max`` (deg, CM, (e⁻, e⁺): the e± stays in the ECL hole) and at the q_T that gives
+    Q² = ``q2_max`` (Q² = (q_T² + m_e²z²)/(1 − z))."""
+    angle_cap = beam_energy * (1.0 - z) * jnp.sin(jnp.radians(jnp.array(angle_max)))
+    virtuality_cap = jnp.sqrt(jnp.clip(q2_max * (1.0 - z) - kin.ELECTRON_MASS**2 * z**2, 0.0, None))
+    high = jnp.minimum(shape.high, jnp.minimum(angle_cap, virtuality_cap))
+    low = jnp.full(z.shape, shape.low)
+    usable = high > low * (1.0 + 1e-6)
+    return _TagWindow(low, jnp.where(usable, high, shape.high), usable)
+
+
+def _tagged_log_ratio(q2, z, q2_min, q2_max, shape, window: _TagWindow):
+    """ln g/p of a photon's Q² for g: q_T = √(Q²(1 − z) − m_e²z²) from ``shape`` in ``window``
+    (g = p where the window is empty), p: Q² log-uniform on [Q²_min, Q²_max]. Densities in
+    ln Q²: g(ln Q²) = g(ln q_T)·(q_T² + m_e²z²)/(2 q_T²)."""
+    mass_term = kin.ELECTRON_MASS**2 * z**2
+    q_t2 = jnp.maximum(q2 * (1.0 - z) - mass_term, 1e-300)
+    log_g = (_bias.peaked_log_log_density(jnp.sqrt(q_t2), shape, window.low, window.high)
+             + jnp.log(q_t2 + mass_term) - jnp.log(2.0 * q_t2))
+    log_ratio = log_g + jnp.log(jnp.log(q2_max / q2_min))
+    return jnp.where(window.usable, log_ratio, 0.0)
+
+
+def _biased_virtualities(key, z, beam_energy, q2_min, q2_max, components, bias):
+    """Both photons' Q² (n, 2): log-uniform on [Q²_min, Q²_max], or, for a tagged e±, from its
+    q_T drawn in the single- or double-tag shape (:func:`_tag_window`).
+    Returns ``(q2, log_ratios (n, 4))``: ln g/p of the single-tag shape (e⁻, e⁺), then of
+    the double-tag shape, each at the drawn Q² whichever component drew it."""
+    u = jax.random.uniform(key, z.shape)
+    q2 = q2_min * jnp.exp(jnp.log(q2_max / q2_min) * u)
+    shapes = (bias.eemumu_tag_pt, bias.eemumu_double_tag_pt)
+    windows = [_tag_window(z, beam_energy, q2_max, shape, bias.eemumu_tag_angle_max) for shape in shapes]
+    for shape, window, drawn in zip(shapes, windows, (components.single_tag, components.double_tag[:, None])):
+        q_t = _bias.peaked_log_draw(u, shape, window.low, window.high)
+        q2_tag = (q_t**2 + kin.ELECTRON_MASS**2 * z**2) / (1.0 - z)
+        q2 = jnp.where(drawn & window.usable, q2_tag, q2)
+    ratios = [_tagged_log_ratio(q2, z, q2_min, q2_max, shape, window) for shape, window in zip(shapes, windows)]
+    return q2, jnp.concatenate(ratios, axis=1)
+
+
 def generate_eemumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None,
                        min_dimuon_mass=EEMUMU_MIN_DIMUON_MASS):
     """e⁺e⁻ → e⁺e⁻μ⁺μ⁻ via γγ → μ⁺μ⁻ in the equivalent-photon approximation.
@@ -289,9 +388,10 @@ def generate_eemumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None,
     follow the Breit–Wheeler angular distribution in the γγ frame (about its
     z axis). Events are weighted (``relative_weight``, mean ≈ 1 after
     normalisation by the caller); W = M_μμ < ``min_dimuon_mass`` gets weight 0.
-    ``bias``: a defensive mixture whose biased component draws both z and Q² from
-    harder, more virtual log-uniform ranges (scattered e± with transverse
-    momentum, :mod:`diffana.physics.bias`); the weight gains the factor p/q.
+    ``bias``: a defensive mixture whose biased components draw single- or double-tag
+    events into the Z'→invisible acceptance — W and the γγ rapidity (both z),
+    a central cos θ*, the tagged e±'s Q² from its q_T and angle window
+    (:mod:`diffana.physics.bias`); the weight gains the factor p/q.
     """
     n = sqrt_s.shape[0]
     keys = jax.random.split(key, 6)
@@ -301,13 +401,10 @@ def generate_eemumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None,
     z_max = 1.0 - 1e-6
     biased = bias is not None and bias.eemumu_fraction > 0.0
     if biased:
-        # slots z₁, z₂, Q²₁, Q²₂; components: both z hard and the e⁻ tagged (Q²₁ large),
-        # the e⁺ tagged, or both tagged (single-tag events dominate the preselection)
-        table = jnp.array([[1, 1, 1, 0], [1, 1, 0, 1], [1, 1, 1, 1]], dtype=bool)
-        shares = jnp.array([0.4, 0.4, 0.2])
-        component = _bias.choose_components(jax.random.fold_in(key, 7), n, shares, bias.eemumu_fraction)
-        slots = (component >= 0)[:, None] & table[jnp.maximum(component, 0)]
-        z, log_rz = _bias.inverse_square(keys[0], z_min, z_max, slots[:, :2], bias.eemumu_z_min)
+        components = _eemumu_components(jax.random.fold_in(key, 7), n, bias)
+        z, log_rz = _bias.photon_pair_fractions(keys[0], sqrt_s, z_min, z_max, components.biased,
+                                                bias.eemumu_mass, bias.eemumu_pair_rapidity_max,
+                                                bias.eemumu_pair_rapidity_apex)
     else:
         z = z_min * jnp.exp(jnp.log(z_max / z_min) * jax.random.uniform(keys[0], (n, 2)))
     q2_min = kin.ELECTRON_MASS**2 * z**2 / (1.0 - z)
@@ -316,14 +413,10 @@ def generate_eemumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None,
     q2_max = jnp.maximum(jnp.prod(z, axis=-1, keepdims=True) * s[:, None], 10.0 * q2_min)
     log_q2 = jnp.log(q2_max / q2_min)
     if biased:
-        q2, log_rq = _bias.log_uniform(keys[1], q2_min, q2_max, slots[:, 2:], bias.eemumu_q2_min)
+        q2, log_rq = _biased_virtualities(keys[1], z, beam_energy, q2_min, q2_max, components, bias)
     else:
         q2 = q2_min * jnp.exp(log_q2 * jax.random.uniform(keys[1], (n, 2)))
     weight = jnp.prod(0.5 * (1.0 + (1.0 - z) ** 2) * log_q2 * jnp.log(z_max / z_min), axis=-1)
-    if biased:
-        slot_log_ratios = jnp.concatenate([log_rz, log_rq], axis=1)
-        weight = weight * _bias.mixture_weight(_bias.component_log_ratios(table, slot_log_ratios),
-                                               bias.eemumu_fraction, shares)
 
     # scattered e∓: energy E(1 − z), transverse momentum from Q² ≈ (q_T² + m²z²)/(1 − z)
     energy_out = beam_energy * (1.0 - z)
@@ -344,7 +437,16 @@ def generate_eemumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None,
     # γγ → μ⁺μ⁻: proposal ∝ 1/(1 − β²c²), weighted to the Breit–Wheeler density
     beta = jnp.sqrt(jnp.clip(1.0 - 4.0 * kin.MUON_MASS**2 / jnp.maximum(w2, 1e-12), 1e-12, 1.0 - 1e-15))
     atanh_beta = jnp.arctanh(beta)
-    cos_theta = jnp.tanh(jax.random.uniform(keys[3], (n,), minval=-1.0, maxval=1.0) * atanh_beta) / beta
+    if biased:
+        # the μμ system's own rapidity, which the tagged e±'s Q² shifts from ½ ln(z₁/z₂)
+        light_cone = jnp.maximum(system[:, 0] + jnp.array([[1.0], [-1.0]]) * system[:, 3], 1e-12)
+        rapidity = jnp.where(accepted, 0.5 * jnp.log(light_cone[0] / light_cone[1]), 0.0)
+        cos_theta, log_rc = _bias.central_cos(keys[3], beta, rapidity, components.biased, bias)
+        slot_log_ratios = jnp.concatenate([log_rz[:, None], log_rc[:, None], log_rq], axis=1)
+        weight = weight * _bias.mixture_weight(_bias.component_log_ratios(components.table, slot_log_ratios),
+                                               bias.eemumu_fraction, components.shares)
+    else:
+        cos_theta = jnp.tanh(jax.random.uniform(keys[3], (n,), minval=-1.0, maxval=1.0) * atanh_beta) / beta
     sin2 = 1.0 - cos_theta**2
     shape = (1.0 + 2.0 * beta**2 * sin2 - beta**4 - beta**4 * sin2**2) / (1.0 - beta**2 * cos_theta**2)
     weight = weight * shape * 2.0 * atanh_beta / w2
