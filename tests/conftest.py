@@ -11,6 +11,15 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 # compilation cache in ~/.cache for the rest of the worker; tests that check the
 # cache give it a folder of their own.
 os.environ.setdefault("DIFFANA_JAX_CACHE", "off")
+# Compilation dominates this suite's time on CI's two cores. XLA:CPU's classic code
+# generator compiles diffana's programs ~1.3-1.7x faster than its fusion emitters
+# (the default) and runs them as fast (docs/published_likelihoods.md; a compile-heavy
+# subset of tests/infer and tests/model: 131 s -> 90 s); the numbers agree to
+# rounding. The CLI's stored programs use the same setting (diffana.programs.FAST_RUN).
+# Set before JAX starts its backend, which reads XLA_FLAGS once; an explicit
+# --xla_cpu_use_fusion_emitters in the environment wins.
+if "xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_use_fusion_emitters=false").strip()
 
 import jax  # noqa: E402
 
