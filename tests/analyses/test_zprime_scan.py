@@ -91,6 +91,23 @@ def test_padding_bins_stay_empty():
     np.testing.assert_array_equal(h[:, :2], unpadded)
 
 
+def test_histograms_in_hypothesis_blocks_equal_one_vmap(monkeypatch):
+    """With a memory bound that fits 3 hypotheses of these events, the 7 windows are
+    binned in blocks (lax.map) and give exactly the histograms of one vmap."""
+    rng = np.random.default_rng(5)
+    n = 1237  # an event count no other test uses: a fresh trace reads the bound
+    m2, theta, weight = rng.uniform(0.0, 8.0, n), rng.uniform(0, 180, n), rng.uniform(0.5, 2.0, n)
+    centres, widths = np.linspace(1.0, 7.0, 7), np.full(7, 0.4)
+    monkeypatch.setattr(templates, "HISTOGRAM_MEMORY_BYTES", 3 * templates._BYTES_PER_HYPOTHESIS_EVENT * n)
+    assert templates.hypotheses_per_block(n) == 3
+    blocked = np.asarray(templates.shared_event_histograms(centres, widths, m2, theta, weight,
+                                                           templates.theta_edges(2), 4))
+    single = np.stack([np.asarray(templates.window_histogram(c, w, m2, theta, weight, templates.theta_edges(2), 4))
+                       for c, w in zip(centres, widths)])
+    np.testing.assert_allclose(blocked, single, rtol=1e-13)
+    assert blocked.sum() > 0
+
+
 # ---------------------------------------------------------------- masked, chunked scans
 N_WINDOW = 4
 
