@@ -4,7 +4,7 @@ The sampling densities of :mod:`diffana.physics.bias` are checked on their own
 (E_q[p/q · f] = E_p[f], checked on quantiles of each biased variable), then biased and
 unbiased generator samples are compared after the Z'→invisible preselection
 with a χ² on the total yield and on the M²_rec, recoil θ, recoil p_T and dimuon mass
-histograms — which must fail when the weight p/q is dropped. The biased eeμμ
+histograms — which must fail when the weight p/q is dropped. The biased eeμμ and μμ(γ)
 variables are also compared at generator level, where they act (fast).
 """
 
@@ -70,13 +70,55 @@ def _photon_pair(key, use, part):
     return (z[:, 0] if part == "z1" else z[:, 0] * z[:, 1] * sqrt_s**2), log_ratio
 
 
-@pytest.mark.parametrize("name", ["power", "collinear", "peaked", "decay_cos", "pair_z1", "pair_mass"])
+def _fsr_toy(key, use, part):
+    """Toy: FSR photons of 2–6 GeV muons in random directions (two per event, as the generator:
+    [μ⁺, μ⁻]); ``part``: y, or, for photons with y > 0.05 (where g acts), −(distance to the aim
+    point) (rad), −|θ − 41.3°| (deg: the forward ECL gap's image), ln α (angle to the muon) or
+    cos α in the soft range y ∈ [0.06, 0.13] (the isotropic piece); other photons get
+    −1000 + ln y, below every such value and without ties (y reaches 10⁻¹⁶ and less): the
+    upper quantiles probe the biased region."""
+    n = use.shape[0] // 2
+    k_dir, k_p = jax.random.split(jax.random.fold_in(key, 11))
+    direction = jax.random.normal(k_dir, (n, 2, 3))
+    direction = direction / jnp.linalg.norm(direction, axis=-1, keepdims=True)
+    momentum = jax.random.uniform(k_p, (n, 2, 1), minval=2.0, maxval=6.0) * direction
+    bias = B.BackgroundBias()
+    charge = jnp.array([1.0, -1.0])
+    velocity = jnp.full((n, 2), 0.9998)
+    y, fsr, log_ratio = B.fsr_photon(key, 0.019, velocity, momentum, charge, use.reshape(n, 2), bias)
+    if part == "y":
+        value = y
+    elif part == "aim":
+        point = jnp.sqrt(2.0 * fsr.one_minus_cos)[..., None] * jnp.stack([fsr.cos_psi, fsr.sin_psi], axis=-1)
+        value = -jnp.linalg.norm(point - B._aim_centre(momentum, charge, bias), axis=-1)
+    else:
+        unit, e_theta, e_phi = B._tangent_basis(momentum)
+        sin_alpha = jnp.sqrt(fsr.one_minus_cos * (2.0 - fsr.one_minus_cos))
+        cos_theta = ((1.0 - fsr.one_minus_cos) * unit[..., 2]
+                     + sin_alpha * (fsr.cos_psi * e_theta[..., 2] + fsr.sin_psi * e_phi[..., 2]))
+        value = (-jnp.abs(jnp.degrees(jnp.arccos(jnp.clip(cos_theta, -1.0, 1.0))) - 41.3) if part == "gap"
+                 else jnp.log(fsr.one_minus_cos) if part == "angle" else 1.0 - fsr.one_minus_cos)
+    if part != "y":
+        selected = (y > 0.06) & (y < 0.13) if part == "soft" else y > 0.05
+        value = jnp.where(selected, value, -1e3 + jnp.log(y))
+    return value.reshape(-1), log_ratio.reshape(-1)
+
+
+@pytest.mark.parametrize("name", ["power", "power_hard", "collinear", "collinear_share", "peaked", "decay_cos", "pair_z1",
+                                  "pair_mass", "fsr_y", "fsr_aim", "fsr_gap", "fsr_angle", "fsr_soft"])
 def test_biased_densities_reweight_to_the_unbiased(name):
     """Weighted biased draws reproduce the unbiased quantiles (within 4σ) and E[w] = 1."""
     key = jax.random.key(3)
     samplers = {
         "power": lambda k, use: B.power_fraction(k, 0.044, use),
+        "power_hard": lambda k, use: B.power_fraction(k, 0.022, use, hard_share=0.5, hard_low=0.1),
         "collinear": lambda k, use: B.collinear_cos(k, 0.99, use, (1.0, 40.0)),
+        "collinear_share": lambda k, use: B.collinear_cos(k, 1.0 - 1e-9, use, (1.0, 45.0), 0.5),
+        "fsr_y": lambda k, use: _fsr_toy(k, use, "y"),
+        "fsr_aim": lambda k, use: _fsr_toy(k, use, "aim"),
+        "fsr_gap": lambda k, use: _fsr_toy(k, use, "gap"),
+        "fsr_angle": lambda k, use: _fsr_toy(k, use, "angle"),
+        "fsr_soft": lambda k, use: _fsr_toy(k, use, "soft"),
         "peaked": _peaked_against_log_uniform,
         "decay_cos": _decay_cos,
         "pair_z1": lambda k, use: _photon_pair(k, use, "z1"),
@@ -87,7 +129,7 @@ def test_biased_densities_reweight_to_the_unbiased(name):
     plain, _ = sampler(jax.random.fold_in(key, 9), jnp.zeros(N_TOY, dtype=bool))
     plain = np.asarray(plain)
     assert abs(weight.mean() - 1.0) < 5 * weight.std() / np.sqrt(N_TOY)
-    for q in (0.5, 0.9, 0.99):
+    for q in (0.5, 0.9, 0.99, 0.999):
         cut = np.quantile(plain, q)
         above_w = weight * (value > cut)
         estimate, error = above_w.mean(), above_w.std() / np.sqrt(N_TOY)
@@ -124,6 +166,14 @@ def test_bad_bias_settings_raise():
         B.BackgroundBias(mumu_fraction=1.0).validate()
     with pytest.raises(ValueError, match="isr_angle_range"):
         B.BackgroundBias(isr_angle_range=(10.0, 5.0)).validate()
+    with pytest.raises(ValueError, match="fsr_gap_share"):
+        B.BackgroundBias(fsr_aim_share=0.7, fsr_gap_share=0.3).validate()
+    with pytest.raises(ValueError, match="fsr_soft_fraction"):
+        B.BackgroundBias(fsr_soft_fraction=(0.2, 0.1)).validate()
+    with pytest.raises(ValueError, match="fsr_aim_width"):
+        B.BackgroundBias(fsr_aim_width=0.0).validate()
+    with pytest.raises(ValueError, match="isr_collinear_share"):
+        B.BackgroundBias(isr_collinear_share=1.0).validate()
     with pytest.raises(ValueError, match="eemumu_mass"):
         B.BackgroundBias(eemumu_mass=B.PeakedShape(2.0, 1.0, 8.0)).validate()
     with pytest.raises(ValueError, match="eemumu_tag_pt"):
@@ -259,25 +309,30 @@ EEMUMU_TRUTH_HISTOGRAMS = {
 """Binning (GeV, GeV, 1) of the generator-level comparison in the tagged, central region."""
 
 
-def _eemumu_truth_comparison(biased: _EemumuTruth, unbiased: _EemumuTruth) -> Comparison:
-    """χ² of Σw (and Σw² errors) of the region a single-tag preselected event lies in —
-    W > 1 GeV, one e± tagged (q_T > 0.3 GeV, < 16° from its beam: in the ECL hole), the
-    other not (q_T < 0.1 GeV), both muons central (|cos θ_CM| < 0.75) — in total and per
-    bin of W, q_T and the pair's rapidity."""
-    terms, totals = [], []
-    regions = [(t, (t.dimuon_mass > 1.0) & (t.tag_pt > 0.3) & (t.tag_angle < 16.0) & (t.other_pt < 0.1)
-                   & np.all(np.abs(t.muon_cos) < 0.75, axis=1)) for t in (biased, unbiased)]
-    for t, region in regions:
-        totals.append(((t.weight * region).sum(), (t.weight**2 * region).sum()))
+def _truth_comparison(biased, unbiased, region, histograms) -> Comparison:
+    """χ² of Σw (Σw² errors) of biased vs unbiased generator-level samples in ``region``
+    (a function of a sample), in total and per bin of each of ``histograms``."""
+    terms, totals, masks = [], [], [region(t) for t in (biased, unbiased)]
+    for t, r in zip((biased, unbiased), masks):
+        totals.append(((t.weight * r).sum(), (t.weight**2 * r).sum()))
     terms.append((totals[0][0] - totals[1][0], totals[0][1] + totals[1][1]))
-    for name, edges in EEMUMU_TRUTH_HISTOGRAMS.items():
+    for name, edges in histograms.items():
         sums = [(np.histogram(getattr(t, name)[r], edges, weights=t.weight[r])[0],
-                 np.histogram(getattr(t, name)[r], edges, weights=t.weight[r] ** 2)[0]) for t, r in regions]
+                 np.histogram(getattr(t, name)[r], edges, weights=t.weight[r] ** 2)[0])
+                for t, r in zip((biased, unbiased), masks)]
         for (sb, vb), (su, vu) in zip(zip(*sums[0]), zip(*sums[1])):
             if vb + vu > 0:
                 terms.append((sb - su, vb + vu))
     chi2 = float(sum(d**2 / v for d, v in terms))
     return Comparison(chi2, len(terms), float(stats.chi2.sf(chi2, len(terms))), totals[0][0], totals[1][0])
+
+
+def _eemumu_single_tag_region(t: _EemumuTruth):
+    """The region a single-tag preselected event lies in: W > 1 GeV, one e± tagged (q_T > 0.3 GeV,
+    < 16° from its beam: in the ECL hole), the other not (q_T < 0.1 GeV), both muons central
+    (|cos θ_CM| < 0.75)."""
+    return ((t.dimuon_mass > 1.0) & (t.tag_pt > 0.3) & (t.tag_angle < 16.0) & (t.other_pt < 0.1)
+            & np.all(np.abs(t.muon_cos) < 0.75, axis=1))
 
 
 def test_biased_eemumu_truth_matches_unbiased_where_the_bias_acts():
@@ -286,8 +341,74 @@ def test_biased_eemumu_truth_matches_unbiased_where_the_bias_acts():
     distributions, i.e. every biased variable (z₁, z₂, Q², cos θ*) — and dropping p/q fails."""
     n = 2**18
     unbiased = _eemumu_truth(n, 31, None)
-    good = _eemumu_truth_comparison(_eemumu_truth(n, 32, B.BackgroundBias()), unbiased)
-    broken = _eemumu_truth_comparison(_eemumu_truth(n, 32, B.BackgroundBias(), drop_weights=True), unbiased)
+    region, histograms = _eemumu_single_tag_region, EEMUMU_TRUTH_HISTOGRAMS
+    good = _truth_comparison(_eemumu_truth(n, 32, B.BackgroundBias()), unbiased, region, histograms)
+    broken = _truth_comparison(_eemumu_truth(n, 32, B.BackgroundBias(), drop_weights=True), unbiased, region,
+                               histograms)
+    assert good.p_value > 1e-3, good
+    assert broken.p_value < 1e-6, broken
+
+
+class _MumuTruth(NamedTuple):
+    """Generator-level μμ(γ) quantities of each event's hardest FSR photon (where the FSR bias acts)."""
+
+    weight: np.ndarray
+    """relative weight normalised to mean 1 over the generated events."""
+    fsr_fraction: np.ndarray
+    """y = E_γ/(E_γ + E_μ) of the hardest FSR photon."""
+    aim_distance: np.ndarray
+    """deg: its angle to where its muon's track enters the ECL (φ turned by −q·κ/p_T, CM)."""
+    polar_angle: np.ndarray
+    """deg: its CM polar angle (the ECL gap bands)."""
+    isr_fraction: np.ndarray
+    """x = 2E/√s of the hardest ISR photon."""
+
+
+def _mumu_truth(n, seed, bias, drop_weights=False):
+    from diffana.physics.processes import generate_mumu_cm
+
+    truth = jax.jit(generate_mumu_cm, static_argnums=2)(jax.random.key(seed), jnp.full(n, 10.58), bias)
+    weight = np.asarray(truth["relative_weight"])
+    weight = np.ones_like(weight) if drop_weights else weight
+    photons, muons = np.asarray(truth["photons"]), np.asarray(truth["charged"])
+    hardest = np.argmax(photons[:, 2:, 0], axis=1)
+    photon = photons[np.arange(n), 2 + hardest]
+    muon = muons[np.arange(n), hardest]
+    charge = np.where(hardest == 0, 1.0, -1.0)
+    pt = np.hypot(muon[:, 1], muon[:, 2])
+    phi = np.arctan2(muon[:, 2], muon[:, 1]) - charge * np.arcsin(np.minimum(B.BackgroundBias().fsr_aim_curl / pt, 1.0))
+    theta = np.arctan2(pt, muon[:, 3])
+    track = np.stack([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)], axis=1)
+    cos_aim = np.sum(photon[:, 1:] * track, axis=1) / np.maximum(photon[:, 0], 1e-300)
+    return _MumuTruth(
+        weight / weight.mean(),
+        photon[:, 0] / (photon[:, 0] + muon[:, 0]),
+        np.degrees(np.arccos(np.clip(cos_aim, -1.0, 1.0))),
+        np.degrees(np.arccos(np.clip(photon[:, 3] / np.maximum(photon[:, 0], 1e-300), -1.0, 1.0))),
+        2.0 * photons[:, :2, 0].max(axis=1) / 10.58,
+    )
+
+
+MUMU_TRUTH_HISTOGRAMS = {
+    "fsr_fraction": np.array([0.05, 0.08, 0.13, 0.2, 0.35, 0.6, 1.0]),
+    "aim_distance": np.array([0.0, 1.0, 2.0, 3.5, 6.0, 15.0, 60.0, 180.0]),
+    "polar_angle": np.array([0.0, 38.0, 44.5, 90.0, 105.6, 106.05, 138.5, 143.3, 180.0]),
+    "isr_fraction": np.array([0.0, 0.02, 0.1, 0.3, 0.6]),
+}
+"""Binning (1, deg, deg, 1) of the generator-level μμ(γ) comparison (the aimed cone, the gap bands)."""
+
+
+def test_biased_mumu_truth_matches_unbiased_where_the_bias_acts():
+    """Generator level (fast): with a hard FSR photon (y > 0.05), the weighted biased μμ(γ) sample
+    reproduces the unbiased one — its yield and the photon's y, distance to the muon track's ECL
+    entry (the aimed piece), polar angle (the gap bands) and the hardest ISR photon's x — and
+    dropping p/q fails."""
+    n = 2**18
+    unbiased = _mumu_truth(n, 41, None)
+    region = lambda t: t.fsr_fraction > 0.05
+    good = _truth_comparison(_mumu_truth(n, 42, B.BackgroundBias()), unbiased, region, MUMU_TRUTH_HISTOGRAMS)
+    broken = _truth_comparison(_mumu_truth(n, 42, B.BackgroundBias(), drop_weights=True), unbiased, region,
+                               MUMU_TRUTH_HISTOGRAMS)
     assert good.p_value > 1e-3, good
     assert broken.p_value < 1e-6, broken
 

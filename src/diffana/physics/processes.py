@@ -92,10 +92,12 @@ def initial_state_radiation(key, sqrt_s, max_fraction):
     return kin.from_polar_cos_sin(energy, cos_theta, *_uniform_azimuth(k_phi, (n, 2)), 0.0)
 
 
-def biased_initial_state_radiation(key, sqrt_s, max_fraction, use_biased, angle_range):
+def biased_initial_state_radiation(key, sqrt_s, max_fraction, use_biased, bias: _bias.BackgroundBias):
     """:func:`initial_state_radiation` where, for the photons marked ``use_biased``
-    (n, 2), the energy fraction is drawn log-uniform in [0.02, 1] and the angle about the
-    beam log-uniform in ``angle_range`` (deg) (:mod:`diffana.physics.bias`).
+    (n, 2), the energy fraction is drawn log-uniform in [0.02, 1] (a share
+    ``bias.isr_hard_share`` of the time in [``bias.isr_hard_low``, 1]) and the angle about the
+    beam log-uniform above ``bias.isr_angle_range[0]`` (deg), a share ``bias.isr_collinear_share``
+    of the time collinear as unbiased (:func:`_bias.collinear_cos`).
 
     Returns ``(photons (n, 2, 4) GeV, log_ratio (n, 2))``: ln g/p of each photon's
     draw, for every photon, as the mixture weight needs.
@@ -103,12 +105,13 @@ def biased_initial_state_radiation(key, sqrt_s, max_fraction, use_biased, angle_
     n = sqrt_s.shape[0]
     k_x, k_c, k_phi = jax.random.split(key, 3)
     beta_half = 0.5 * radiator_exponent(sqrt_s**2, kin.ELECTRON_MASS)
-    x, log_rx = _bias.power_fraction(k_x, beta_half[:, None], use_biased)
+    x, log_rx = _bias.power_fraction(k_x, beta_half[:, None], use_biased, hard_share=bias.isr_hard_share,
+                                     hard_low=bias.isr_hard_low)
     # the cap acts on the drawn x: p and g map alike, so g/p of the raw x stays exact
     x = jnp.minimum(x, max_fraction)
     energy = 0.5 * x * sqrt_s[:, None]
     velocity = jnp.sqrt(1.0 - (2.0 * kin.ELECTRON_MASS / sqrt_s[:, None]) ** 2)
-    cos_theta, log_rc = _bias.collinear_cos(k_c, velocity, use_biased, angle_range)
+    cos_theta, log_rc = _bias.collinear_cos(k_c, velocity, use_biased, bias.isr_angle_range, bias.isr_collinear_share)
     cos_theta = cos_theta * jnp.array([1.0, -1.0])
     photons = kin.from_polar_cos_sin(energy, cos_theta, *_uniform_azimuth(k_phi, (n, 2)), 0.0)
     return photons, log_rx + log_rc
@@ -129,16 +132,16 @@ def _pair_in_recoil_frame(key, system, mass):
     return kin.boost(pair, beta[:, None, :])
 
 
-def _final_state_radiation(key, leptons, s, mass, use_biased=None, angle_range=(1.5, 12.0)):
-    """Let each lepton (n,2,4) radiate one collinear photon; returns
+def _final_state_radiation(key, leptons, s, mass, use_biased=None, bias=None):
+    """Let each lepton (n,2,4) [positive, negative] radiate one collinear photon; returns
     (leptons after radiation, photons (n,2,4), log_ratio (n,2)).
 
     Energy fraction y of the lepton energy from β/2·y^(β/2−1) with β for the
     lepton mass; angle from 1/(1 − v cos θ) around the lepton. The lepton keeps
     p⃗ − k⃗ and is put back on shell (exact up to O(θ²) of the collinear photon).
-    Where ``use_biased`` (n,2), y is log-uniform in [0.02, 1] and the angle log-uniform in
-    ``angle_range`` (deg, :mod:`diffana.physics.bias`); log_ratio = ln g/p of each photon's draw
-    (0 without ``use_biased``).
+    Where ``use_biased`` (n,2), y and the direction are drawn by :func:`_bias.fsr_photon`
+    (mostly hard and aimed at the track's ECL cluster, ``bias``); log_ratio = ln g/p of
+    each photon's draw (0 without ``use_biased``).
     """
     n = leptons.shape[0]
     k_y, k_c, k_phi = jax.random.split(key, 3)
@@ -149,13 +152,14 @@ def _final_state_radiation(key, leptons, s, mass, use_biased=None, angle_range=(
     if use_biased is None:
         y = _power_of_uniform(jax.random.uniform(k_y, (n, 2)), 1.0 / beta_half[:, None])
         cos_theta = _collinear_cos(jax.random.uniform(k_c, (n, 2)), velocity)
+        azimuth = _uniform_azimuth(k_phi, (n, 2))
         log_ratio = jnp.zeros((n, 2))
     else:
-        y, log_ry = _bias.power_fraction(k_y, beta_half[:, None], use_biased)
-        cos_theta, log_rc = _bias.collinear_cos(k_c, velocity, use_biased, angle_range)
-        log_ratio = log_ry + log_rc
+        y, direction, log_ratio = _bias.fsr_photon(k_y, beta_half[:, None], velocity, leptons[..., 1:],
+                                                   jnp.array([1.0, -1.0]), use_biased, bias)
+        cos_theta, azimuth = 1.0 - direction.one_minus_cos, (direction.cos_psi, direction.sin_psi)
     y = jnp.minimum(y, 0.9)
-    photons = _photon_along(y * energy, cos_theta, _uniform_azimuth(k_phi, (n, 2)), leptons[..., 1:])
+    photons = _photon_along(y * energy, cos_theta, azimuth, leptons[..., 1:])
     after = kin.on_shell(leptons[..., 1:] - photons[..., 1:], mass)
     return after, photons, log_ratio
 
@@ -184,11 +188,11 @@ def generate_mumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None):
         component = _bias.choose_components(jax.random.fold_in(key, 7), n, shares, bias.mumu_fraction)
         slots = (component >= 0)[:, None] & table[jnp.maximum(component, 0)]
         isr, log_r_isr = biased_initial_state_radiation(k_isr, sqrt_s, max_fraction[:, None], slots[:, :2],
-                                                        bias.isr_angle_range)
+                                                        bias)
         system = beams - isr.sum(axis=1)
         muons = _pair_in_recoil_frame(k_pair, system, kin.MUON_MASS)
         muons, fsr, log_r_fsr = _final_state_radiation(k_fsr, muons, kin.invariant_mass_squared(system),
-                                                       kin.MUON_MASS, slots[:, 2:], bias.fsr_angle_range)
+                                                       kin.MUON_MASS, slots[:, 2:], bias)
         slot_log_ratios = jnp.concatenate([log_r_isr, log_r_fsr], axis=1)
         weight = _bias.mixture_weight(_bias.component_log_ratios(table, slot_log_ratios), bias.mumu_fraction, shares)
     return {
