@@ -271,6 +271,18 @@ def test_summary_and_coupling_limits():
     assert yaml_text.count("value: 1") >= 1 and "asymerror" in yaml_text
 
 
+def test_summary_compares_on_masses_where_every_selection_has_a_limit():
+    result = _FakeResult()
+    # (d) keeps no signal at 5 GeV: its fit "limit" is a huge unconverged POI
+    end_to_end = result.limits["end_to_end"]
+    end_to_end["signal_efficiency"][2], end_to_end["converged"][2], end_to_end["expected"][2] = 0.0, False, 1e37
+    s = outputs.summary(result)
+    assert s["end_to_end"]["compared"] == 2 and s["end_to_end"]["no_limit"] == 1
+    assert s["cut_based"]["no_limit"] == 0
+    assert s["end_to_end"]["mean_ratio_to_cut_based"] == pytest.approx(0.5)
+    assert s["end_to_end"]["mean_expected_limit_fb"] == pytest.approx(0.5 * 3.0)
+
+
 # ------------------------------------------------------------------------------- slow
 @pytest.mark.slow
 def test_tiny_end_to_end_run(tmp_path):

@@ -26,18 +26,33 @@ def add_coupling_limits(result) -> None:
                 coupling_upper_limit(np.maximum(lim["expected"][:, 2], 1e-12), masses, b))
 
 
+def _has_limit(lim) -> np.ndarray:
+    """(M,) hypotheses where a selection has a limit: its fits converged and its cut
+    kept signal (with no signal left the limit is infinite and the fit reports
+    unconverged at a huge POI, ~10³⁷ fb)."""
+    expected = lim["expected"][:, 2]
+    return np.asarray(lim["converged"], bool) & (np.asarray(lim["signal_efficiency"]) > 0) & np.isfinite(expected)
+
+
 def summary(result) -> dict:
     """Per selection: geometric-mean median expected σ_UL (fb) and the mean ratio of its
-    expected limits to (a)'s over the mass range (< 1: better than (a))."""
-    ref = result.limits["cut_based"]["expected"][:, 2]
+    expected limits to (a)'s (< 1: better than (a)), over the hypotheses where *every*
+    selection has a limit (:func:`_has_limit`), so that the selections are compared on
+    the same masses and one hypothesis without signal cannot dominate a mean;
+    ``compared`` counts those hypotheses, ``no_limit`` the selection's own others."""
+    common = np.all([_has_limit(lim) for lim in result.limits.values()], axis=0)
+    ref = result.limits["cut_based"]["expected"][common, 2]
     out = {}
     for name, lim in result.limits.items():
-        ratio = lim["expected"][:, 2] / ref
+        mine = lim["expected"][common, 2]
+        ratio = mine / ref
         out[name] = {
-            "mean_expected_limit_fb": float(np.exp(np.mean(np.log(lim["expected"][:, 2])))),
+            "mean_expected_limit_fb": float(np.exp(np.mean(np.log(mine)))),
             "mean_ratio_to_cut_based": float(np.mean(ratio)),
             "geometric_mean_ratio_to_cut_based": float(np.exp(np.mean(np.log(ratio)))),
             "converged": int(np.sum(lim["converged"])),
+            "compared": int(np.sum(common)),
+            "no_limit": int(np.sum(~_has_limit(lim))),
             "cut": lim["cut"],
         }
         if "local_significance" in lim:
@@ -117,14 +132,17 @@ def print_summary(result, console) -> None:
     """Print the mean expected limit of each selection and its improvement over (a)."""
     from rich.table import Table
 
-    table = Table(title="Z'→invisible: mean over the mass range (held-out events, same fit)")
-    for column in ("selection", "⟨σ_UL⟩exp (fb, geom.)", "mean ratio to (a)", "geom. mean ratio", "improvement over (a)",
-                   "converged"):
-        table.add_column(column)
     n = result.masses.size
+    compared = next(iter(result.summary.values()))["compared"]
+    table = Table(title=f"Z'→invisible: mean over the {compared} of {n} masses where every selection has a limit "
+                        "(held-out events, same fit)")
+    for column in ("selection", "⟨σ_UL⟩exp (fb, geom.)", "mean ratio to (a)", "geom. mean ratio", "improvement over (a)",
+                   "converged", "no limit (no signal left)"):
+        table.add_column(column)
     for name, s in result.summary.items():
         table.add_row(SELECTION_LABELS[name], f"{s['mean_expected_limit_fb']:.4g}", f"{s['mean_ratio_to_cut_based']:.3f}",
-                      f"{s['geometric_mean_ratio_to_cut_based']:.3f}", f"{100 * (1 - s['geometric_mean_ratio_to_cut_based']):+.1f}%", f"{s['converged']}/{n}")
+                      f"{s['geometric_mean_ratio_to_cut_based']:.3f}", f"{100 * (1 - s['geometric_mean_ratio_to_cut_based']):+.1f}%",
+                      f"{s['converged']}/{n}", f"{s['no_limit']}")
     console.print(table)
     for name, s in result.summary.items():
         if "max_local_significance" in s:
