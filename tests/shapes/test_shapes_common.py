@@ -9,6 +9,7 @@ reused for the finite differences: the file stays fast on two cores.
 """
 
 import functools
+import zlib
 
 import equinox as eqx
 import jax
@@ -46,11 +47,12 @@ SHAPES = {
 NAMES = sorted(SHAPES)
 
 
-def edges_of(shape):
-    """13 edges: 12 unequal bins partitioning the range."""
+def edges_of(shape, inset=0.0):
+    """13 edges: 12 unequal bins partitioning the range (``inset`` > 0: the outer edges
+    moved inside the range by that fraction of its width)."""
     lower, upper = float(shape.lower), float(shape.upper)
     u = np.array([0.0, 0.03, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 0.6, 0.7, 0.85, 0.97, 1.0])
-    return lower + (upper - lower) * u
+    return lower + (upper - lower) * (inset + (1.0 - 2.0 * inset) * u)
 
 
 @jax.jit
@@ -138,12 +140,17 @@ def test_shape_properties(name):
         assert abs(float(values["bins"][i]) - expected) <= 1e-11 * expected
 
     # --- gradients of bin integrals equal central differences ---------------------------
+    # On edges strictly inside the range: a bin integral is only C⁰ in a range bound that
+    # sits on its edge (the edge is clipped on one side only); there autodiff returns the
+    # mean of the one-sided derivatives and central differences match it only to O(h).
+    inner_edges = edges_of(shape, inset=1e-3)
     small = shape
     if name == "KDE":  # 200 sample leaves: differentiate a 6-event KDE
         small = eqx.tree_at(lambda s: s.sample, shape, replace=jnp.asarray(KDE_SAMPLE[:6]))
         small = eqx.tree_at(lambda s: s.weights, small, replace=jnp.ones(6))
-    weights = RNG.uniform(-1.0, 1.0, len(edges) - 1)
-    _assert_gradients_match(small, edges, weights)
+    # weights seeded by the shape's name: the same in any test order or xdist worker
+    weights = np.random.default_rng(zlib.crc32(name.encode())).uniform(-1.0, 1.0, len(edges) - 1)
+    _assert_gradients_match(small, inner_edges, weights)
 
     # --- on a Crystal Ball's tail junction: pdf gradients in x and in every parameter,
     #     and the gradients of bins with an edge on the junction (the density is C¹) -----
@@ -155,7 +162,7 @@ def test_shape_properties(name):
         expected = _central_differences(lambda s: _pdf_jit(s, at), shape, step=1e-7)
         for got, want in zip(jax.tree_util.tree_leaves(shape_gradient), expected):
             assert np.all(np.isfinite(got)) and np.max(np.abs(np.asarray(got) - want)) < 1e-5
-        on_junction = np.array(edges)
+        on_junction = np.array(inner_edges)
         on_junction[np.argmin(np.abs(on_junction[1:-1] - at)) + 1] = at
         _assert_gradients_match(shape, on_junction, weights)
 
