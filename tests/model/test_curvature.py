@@ -75,7 +75,7 @@ def test_method_choice_follows_the_structure():
 
 @pytest.mark.parametrize("index", range(6))
 def test_random_models(index):
-    from test_pyhf_random import random_workspace
+    from random_workspaces import random_workspace
 
     _, model, data = random_workspace(index)
     rng = np.random.default_rng(index)
