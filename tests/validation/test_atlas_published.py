@@ -27,8 +27,8 @@ on the ill-conditioned likelihood itself.
 CI runs two patches (140p0_100p0, whose observed limit lies above the POI bound,
 and 110p0_20p0, a strong signal with expected CLs down to 1e-6); ``-m slow`` runs
 the other patches: CLs on all 60 (the reference's CLs steps take pyhf seconds per
-patch), limits on the 17 with a stored converging pyhf limit (pyhf needs 10-17 min
-per patch for it, so that part grows in batches). Each patch compiles its own functions (~20 s each on two cores). A
+patch), limits on all 60 (pyhf needs 2-17 min per patch for a converging limit, so
+the reference records which steps it holds for each patch). Each patch compiles its own functions (~20 s each on two cores). A
 further test reruns pyhf on one patch (both hypotests, gamma fixed) in a fresh
 process of the reference script, whose single-threaded BLAS the stored numbers were
 made with (SLSQP with finite-difference gradients follows a rounding-dependent path:
@@ -74,8 +74,8 @@ def _patch_names():
 
 def _patches(step: str):
     # Only patches whose stored pyhf reference has ``step`` can be compared: the CLs
-    # steps exist for every patch (seconds each), the limits for those whose converging
-    # pyhf limit (10-17 min per patch) was run, so that part grows by batches.
+    # steps take seconds per patch, a converging pyhf limit 2-17 min, so the reference
+    # script can store them in separate runs (today every patch has both).
     entries = REFERENCE["patches"] if REFERENCE else {}
     names = sorted(name for name, entry in entries.items() if step in entry)
     return [name if name in CI_PATCHES else pytest.param(name, marks=pytest.mark.slow) for name in names]
