@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import jax
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -53,6 +54,8 @@ def _write(tmp_path, text, name="c.toml"):
         ("[analysis\n", "not valid TOML"),
         ("[wide_width]\nselection = \"best\"\n", "[wide_width] selection must be one of"),
         ("[wide_width]\nrelative_width = 1.5\n", "[wide_width] relative_width = Γ/M must lie in (0, 1)"),
+        ("[training]\nlimit_cut = \"best\"\n", "[training] limit_cut must be \"none\" or \"bce\""),
+        ("[training]\nlimit_temperature = 0.0\n", "[training] limit_temperature must be positive"),
     ],
 )
 def test_bad_configs_name_the_problem(tmp_path, text, fragment):
@@ -232,6 +235,56 @@ def test_bce_and_punzi_losses_have_finite_gradients(toy_training):
         leaves = jax.tree_util.tree_leaves(grads)
         assert all(np.all(np.isfinite(np.asarray(g))) for g in leaves)
         assert any(np.any(np.asarray(g) != 0) for g in leaves)
+
+
+def test_soft_cut_weights_are_the_plain_output_or_a_soft_cut_at_the_given_logit(toy_training):
+    net, data, _ = toy_training
+    events = data["signal"]  # (M, n) columns: the shape comes back
+    plain = np.asarray(selections.soft_cut_weights(net, events))
+    np.testing.assert_allclose(plain, selections.network_scores(net, events), rtol=1e-15, atol=0)
+    cut = float(np.median(plain))
+    logit = selections.score_to_logit(cut)
+    assert float(jax.nn.sigmoid(logit)) == pytest.approx(cut, rel=1e-14)
+    sharp = np.asarray(selections.soft_cut_weights(net, events, logit, 1e-3))
+    far = np.abs(np.log(plain / (1 - plain)) - logit) > 0.05  # 50 temperatures from the cut
+    np.testing.assert_array_equal(np.round(sharp[far]), (plain > cut)[far])
+
+
+@pytest.fixture(scope="module")
+def limit_loss_and_grad(toy_training):
+    """(d)'s loss on the toy events (2 masses, 1 θ bin), jitted with its gradient."""
+    _, data, _ = toy_training
+    data = {**data, "sigma_ref": jnp.ones(2)}
+    edges = templates.hypothesis_theta_edges(np.array([4.0, 16.0]), cfg.TemplatesConfig(
+        theta_bins=1, theta_bins_by_m2=(), theta_m2_edges=()))
+    sy = cfg.SystematicsConfig()
+
+    def loss(net, cut_logit, temperature):
+        return selections.limit_loss(net, data, theta_edges=edges, n_window=20, systematics=sy,
+                                     luminosity_uncertainty=sy.luminosity, cl=0.9, cut_logit=cut_logit,
+                                     temperature=temperature)
+
+    return jax.jit(loss), jax.jit(jax.value_and_grad(loss))
+
+
+def test_limit_loss_at_a_soft_cut_has_the_gradient_of_finite_differences(toy_training, limit_loss_and_grad):
+    """(d)'s loss with the soft cut at a given logit (``[training] limit_cut = "bce"``):
+    finite, and its gradient along a random direction of the network's weights equals
+    central differences (the limit is differentiated implicitly through the fits)."""
+    net, _, _ = toy_training
+    loss, value_and_grad = limit_loss_and_grad
+    plain, _ = value_and_grad(net, 0.0, 1.0)
+    value, grads = value_and_grad(net, 0.3, 0.25)
+    assert np.isfinite(float(plain)) and np.isfinite(float(value)) and float(value) != float(plain)
+    params, static = eqx.partition(net, eqx.is_inexact_array)
+    direction = jax.tree_util.tree_map(lambda p: jnp.asarray(np.random.default_rng(0).normal(size=p.shape)), params)
+    along = sum(float(jnp.vdot(g, d)) for g, d in zip(jax.tree_util.tree_leaves(eqx.filter(grads, eqx.is_inexact_array)),
+                                                      jax.tree_util.tree_leaves(direction)))
+    h = 1e-5
+    moved = [eqx.combine(jax.tree_util.tree_map(lambda p, d, sign=sign: p + sign * h * d, params, direction), static)
+             for sign in (1.0, -1.0)]
+    central = (float(loss(moved[0], 0.3, 0.25)) - float(loss(moved[1], 0.3, 0.25))) / (2 * h)
+    assert along == pytest.approx(central, rel=1e-5)
 
 
 def test_tau_plane_score_is_the_smaller_recoil_pt():

@@ -125,6 +125,8 @@ class TrainingConfig:
     bce_steps: int = 300
     punzi_steps: int = 150
     limit_steps: int = 60
+    limit_cut: str = "none"
+    limit_temperature: float = 1.0
     learning_rate: float = 0.01
     punzi_window: float = 2.0
     n_thresholds: int = 12
@@ -326,6 +328,8 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     for key in ("bce_steps", "punzi_steps", "limit_steps"):
         _require(getattr(tr, key) >= 0, f"{w}: [training] {key} must be >= 0")
     _require(tr.learning_rate > 0, f"{w}: [training] learning_rate must be positive")
+    _require(tr.limit_cut in ("none", "bce"), f"{w}: [training] limit_cut must be \"none\" or \"bce\"")
+    _require(tr.limit_temperature > 0, f"{w}: [training] limit_temperature must be positive")
     _require(tr.punzi_window > 0, f"{w}: [training] punzi_window must be positive")
     _require(tr.n_thresholds >= 2, f"{w}: [training] n_thresholds must be >= 2")
     _require(tr.cut_masses >= 1, f"{w}: [training] cut_masses must be >= 1")

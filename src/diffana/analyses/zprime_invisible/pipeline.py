@@ -163,8 +163,11 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
 
     t0 = time.perf_counter()
     console.print("[bold]selection (d): end to end on the expected limit[/bold] (compiling the limit gradient)")
+    # the soft cut (d) trains: at logit 0 (plain output) or at (b)'s chosen cut, the cut it starts from
+    cut_logit = sel.score_to_logit(limits["mlp_bce"]["cut"]) if tr.limit_cut == "bce" else 0.0
     loss_d = lambda n, d: sel.limit_loss(n, d, theta_edges=edges[train_rows], n_window=n_window, systematics=sy,  # noqa: E731
-                                         luminosity_uncertainty=sy.luminosity, cl=a.cl)
+                                         luminosity_uncertainty=sy.luminosity, cl=a.cl, cut_logit=cut_logit,
+                                         temperature=tr.limit_temperature)
     net_e2e, histories["end_to_end"] = sel.fit_network(loss_d, net_bce, data, tr.limit_steps, tr.learning_rate, seed)
     timings["train_end_to_end"] = time.perf_counter() - t0
     evaluate_selection("end_to_end", lambda ev: sel.network_scores(net_e2e, ev))

@@ -78,10 +78,18 @@ def training_data(background: dict, signal: dict, centres_m2, widths, max_events
             "centres_m2": jnp.asarray(centres_m2), "widths": jnp.asarray(widths)}
 
 
-def _net_on(net, data):
-    b = net(data["background"])
-    s = net(_flat(data["signal"], PUNZI_FEATURES)).reshape(data["signal"]["weight"].shape)
-    return s, b
+def soft_cut_weights(net, events, cut_logit=0.0, temperature=1.0):
+    """Soft pass weight sigmoid((logit − cut_logit) / T) in (0, 1) of the hard cut
+    ``logit > cut_logit`` for (N,) or (M, n) feature columns (same shape back).
+    cut_logit = 0, T = 1 is the plain network output."""
+    shape = jnp.shape(events[PUNZI_FEATURES[0]])
+    logit = net.logit(_flat(events, PUNZI_FEATURES)).reshape(shape)
+    return jax.nn.sigmoid((logit - cut_logit) / temperature)
+
+
+def score_to_logit(score: float) -> float:
+    """The logit of a cut on the network output (a score in (0, 1))."""
+    return float(np.log(score) - np.log1p(-score))
 
 
 def bce_loss(net, data):
@@ -108,8 +116,7 @@ def punzi_weights(net, events, temperature: float = PUNZI_TEMPERATURE):
     """Punzi-net's soft pass weight sigmoid(logit / T) in (0, 1) for (N,) or (M, n)
     feature columns (same shape back); monotone in the network output, so a hard cut
     on either selects the same events."""
-    shape = jnp.shape(events[PUNZI_FEATURES[0]])
-    return jax.nn.sigmoid(net.logit(_flat(events, PUNZI_FEATURES)) / temperature).reshape(shape)
+    return soft_cut_weights(net, events, 0.0, temperature)
 
 
 def punzi_window_yields(s_sel, b_sel, data, luminosity: float, window: float):
@@ -140,9 +147,13 @@ def punzi_loss(net, data, luminosity: float, window: float, temperature: float =
     return jnp.log(objectives.punzi_sensitivity(efficiency, background, luminosity)).mean()
 
 
-def limit_loss(net, data, *, theta_edges, n_window, systematics, luminosity_uncertainty, cl):
-    """Mean over training masses of log median expected σ_UL (fb), all systematics."""
-    s_sel, b_sel = _net_on(net, data)
+def limit_loss(net, data, *, theta_edges, n_window, systematics, luminosity_uncertainty, cl,
+               cut_logit=0.0, temperature=1.0):
+    """Mean over training masses of log median expected σ_UL (fb), all systematics,
+    events weighted with the soft cut :func:`soft_cut_weights` (``cut_logit``,
+    ``temperature``; the defaults weight with the plain network output)."""
+    s_sel = soft_cut_weights(net, data["signal"], cut_logit, temperature)
+    b_sel = soft_cut_weights(net, data["background"], cut_logit, temperature)
     t = analysis_templates(data["centres_m2"], data["widths"], data["signal"], s_sel, data["background"], b_sel,
                            theta_edges, n_window, systematics, data["sigma_ref"])
     limits = expected_median_limits(t, luminosity_uncertainty, cl)  # padding θ bins dropped per group
