@@ -117,7 +117,10 @@ class SystematicsConfig:
 class TrainingConfig:
     """Training of the network selections (steps, learning rate, subsets) and the
     choice of each selection's hard cut: ``n_thresholds`` cut values tried on
-    ``cut_masses`` hypotheses evenly spread over the scan (training half)."""
+    ``cut_masses`` hypotheses evenly spread over the scan (training half).
+    ``limit_cut`` / ``limit_temperature``: (d) weights events with the soft cut
+    sigmoid((logit − c)/T), c at (b)'s chosen cut (``"bce"``) or 0 (``"none"``); T in
+    logit units."""
 
     n_masses: int = 8
     max_events: int = 20000
@@ -125,8 +128,8 @@ class TrainingConfig:
     bce_steps: int = 300
     punzi_steps: int = 150
     limit_steps: int = 60
-    limit_cut: str = "none"
-    limit_temperature: float = 1.0
+    limit_cut: str = "bce"
+    limit_temperature: float = 0.25
     learning_rate: float = 0.01
     punzi_window: float = 2.0
     n_thresholds: int = 12

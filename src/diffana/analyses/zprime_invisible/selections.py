@@ -9,7 +9,11 @@
     weight (:data:`PUNZI_TEMPERATURE`).
 (d) ``end_to_end``: (b)'s network fine-tuned on the mean log median expected σ_UL
     over the training masses, full likelihood with every systematic (soft weights →
-    templates → model built inside the vmapped, differentiated function).
+    templates → model built inside the vmapped, differentiated function). The soft
+    weight is the cut (d) is judged by, softened: sigmoid((logit − logit c_b)/T) at
+    (b)'s chosen cut c_b (``[training] limit_cut``, ``limit_temperature``); with the
+    plain output sigmoid(logit) (a soft cut at 0, T = 1) the training moved the network
+    away from every good hard cut (docs/tutorial_zprime_invisible.md, §6).
 
 One (not mass-parametrised) network: Punzi-net's recipe uses one network for all
 masses, and sharing the architecture and starting point makes (b)–(d) differ only in
