@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
+from scipy.special import logit
 
 from diffana.analyses.zprime_invisible import cuts
 from diffana.analyses.zprime_invisible import selections as sel
@@ -164,7 +165,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     t0 = time.perf_counter()
     console.print("[bold]selection (d): end to end on the expected limit[/bold] (compiling the limit gradient)")
     # the soft cut (d) trains: at logit 0 (plain output) or at (b)'s chosen cut, the cut it starts from
-    cut_logit = sel.score_to_logit(limits["mlp_bce"]["cut"]) if tr.limit_cut == "bce" else 0.0
+    cut_logit = float(logit(limits["mlp_bce"]["cut"])) if tr.limit_cut == "bce" else 0.0
     loss_d = lambda n, d: sel.limit_loss(n, d, theta_edges=edges[train_rows], n_window=n_window, systematics=sy,  # noqa: E731
                                          luminosity_uncertainty=sy.luminosity, cl=a.cl, cut_logit=cut_logit,
                                          temperature=tr.limit_temperature)

@@ -91,11 +91,6 @@ def soft_cut_weights(net, events, cut_logit=0.0, temperature=1.0):
     return jax.nn.sigmoid((logit - cut_logit) / temperature)
 
 
-def score_to_logit(score: float) -> float:
-    """The logit of a cut on the network output (a score in (0, 1))."""
-    return float(np.log(score) - np.log1p(-score))
-
-
 def bce_loss(net, data):
     """Class-balanced BCE of the network (signal of all training masses vs background)."""
     b_logit = net.logit(data["background"])
