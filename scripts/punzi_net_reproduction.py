@@ -102,7 +102,7 @@ def main(argv=None) -> punzi.PunziComparison:
     samples = load_samples(config, args.seed, args.samples_cache)
     t1 = time.perf_counter()
     resolution = config.analysis.resolution
-    nets = punzi.train_networks(samples, config.training, args.seed, resolution)
+    nets = punzi.train_networks(samples, config.training, args.seed, resolution, config.templates.window_bins)
     t2 = time.perf_counter()
     comparison = punzi.punzi_comparison(
         samples, lambda ev: punzi.logit_scores(nets.bce, ev), lambda ev: punzi.logit_scores(nets.punzi, ev),

@@ -214,7 +214,8 @@ def toy_training():
     sig = {f: rng.uniform(1, 4, (M, n)) for f in samples.ANALYSIS_FEATURES}
     sig["recoil_mass_squared"] = np.array([[4.0], [16.0]]) + 0.2 * rng.normal(size=(M, n))
     sig["weight"] = np.full((M, n), 0.3)
-    data = selections.training_data(background, sig, np.array([4.0, 16.0]), np.array([0.26, 0.2]), 300, 0)
+    data = selections.training_data(background, sig, np.array([4.0, 16.0]), np.array([0.26, 0.2]), 300, 0,
+                                    window_half_width=10.0)
     net = selections.make_network(background, (8, 4), 0)
     return net, data, background
 
@@ -226,6 +227,30 @@ def test_training_subset_keeps_process_yields(toy_training):
         sub = np.asarray(data["background"]["weight"])[np.asarray(data["background"]["process"]) == label].sum()
         assert sub == pytest.approx(full, rel=1e-12)
     assert data["background"]["weight"].shape == (300,)
+
+
+def test_window_background_is_every_event_in_a_training_window_with_its_weight(toy_training):
+    """The Punzi and limit losses see every training event within 10 resolutions of a
+    training mass (M² 4 ± 2.6, 16 ± 2 GeV²), unscaled, and no other."""
+    _, data, background = toy_training
+    m2 = background["recoil_mass_squared"]
+    inside = (np.abs(m2 - 4.0) < 2.6) | (np.abs(m2 - 16.0) < 2.0)
+    assert 0 < inside.sum() < m2.size
+    np.testing.assert_array_equal(np.asarray(data["window_background"]["recoil_mass_squared"]), m2[inside])
+    np.testing.assert_array_equal(np.asarray(data["window_background"]["weight"]), background["weight"][inside])
+
+
+def test_window_background_subset_keeps_process_yields(toy_training):
+    _, _, background = toy_training
+    sig = {"weight": np.ones((1, 2))}
+    data = selections.training_data(background, sig, np.array([10.0]), np.array([1.0]), 300, 0,
+                                    window_half_width=8.0, max_window_events=100)
+    inside = np.abs(background["recoil_mass_squared"] - 10.0) < 8.0
+    assert data["window_background"]["weight"].shape == (100,) and inside.sum() > 100
+    for label in (1, 2, 3):
+        full = background["weight"][inside & (background["process"] == label)].sum()
+        sub = np.asarray(data["window_background"]["weight"])[np.asarray(data["window_background"]["process"]) == label]
+        assert sub.sum() == pytest.approx(full, rel=1e-12)
 
 
 def test_bce_and_punzi_losses_have_finite_gradients(toy_training):

@@ -116,7 +116,9 @@ class SystematicsConfig:
 @dataclass(frozen=True)
 class TrainingConfig:
     """Training of the network selections (steps, learning rate, subsets) and the
-    choice of each selection's hard cut: ``n_thresholds`` cut values tried on
+    choice of each selection's hard cut. ``max_events``: the random background subset
+    of the BCE loss; ``max_window_events``: the background events of the Punzi and
+    limit losses, drawn from those in a training window (0: all of them); ``n_thresholds`` cut values tried on
     ``cut_masses`` hypotheses evenly spread over the scan (training half).
     ``limit_cut`` / ``limit_temperature``: (d) weights events with the soft cut
     sigmoid((logit − c)/T), c at (b)'s chosen cut (``"bce"``) or 0 (``"none"``); T in
@@ -124,6 +126,7 @@ class TrainingConfig:
 
     n_masses: int = 8
     max_events: int = 20000
+    max_window_events: int = 0
     hidden: tuple = (8, 4)
     bce_steps: int = 300
     punzi_steps: int = 150
@@ -326,6 +329,8 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
         _require(0 <= getattr(y, key) < 1, f"{w}: [systematics] {key} must lie in [0, 1)")
     _require(tr.n_masses >= 1, f"{w}: [training] n_masses must be >= 1")
     _require(tr.max_events >= 100, f"{w}: [training] max_events must be >= 100")
+    _require(tr.max_window_events == 0 or tr.max_window_events >= 100,
+             f"{w}: [training] max_window_events must be 0 (all) or >= 100")
     _require(len(tr.hidden) >= 1 and all(int(h) == h and h >= 1 for h in tr.hidden),
              f"{w}: [training] hidden must list positive layer widths")
     for key in ("bce_steps", "punzi_steps", "limit_steps"):

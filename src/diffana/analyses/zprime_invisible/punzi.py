@@ -210,18 +210,22 @@ class TrainedNetworks(NamedTuple):
     history_punzi: object
 
 
-def train_networks(samples: AnalysisSamples, training, seed: int, resolution: str = "published") -> TrainedNetworks:
+def train_networks(samples: AnalysisSamples, training, seed: int, resolution: str = "published",
+                   window_bins: int = 20) -> TrainedNetworks:
     """Train (b) and (c) exactly as ``pipeline.run_analysis`` does: ``training`` is
     the config's ``[training]`` section; the training masses are ``training.n_masses``
     hypotheses evenly picked from the scan; ``resolution``: the σ(M²_rec) model of the
-    Punzi windows (config ``analysis.resolution``)."""
+    Punzi windows (config ``analysis.resolution``); ``window_bins``: the template
+    window (config ``templates.window_bins``), which bounds the training windows."""
     from diffana.analyses.zprime_invisible import selections as sel
 
     masses = samples.masses
     centres, widths = masses**2, recoil_mass_squared_resolution(masses, resolution)
     rows = np.unique(np.round(np.linspace(0, masses.size - 1, min(training.n_masses, masses.size))).astype(int))
     signal = {k: np.asarray(v)[rows] for k, v in samples.signal_train.items()}
-    data = sel.training_data(samples.background_train, signal, centres[rows], widths[rows], training.max_events, seed)
+    data = sel.training_data(samples.background_train, signal, centres[rows], widths[rows], training.max_events, seed,
+                             window_half_width=sel.training_window_half_width(window_bins, training.punzi_window),
+                             max_window_events=training.max_window_events)
     net = sel.make_network(samples.background_train, training.hidden, seed)
     net_bce, h_bce = sel.fit_network(sel.bce_loss, net, data, training.bce_steps, training.learning_rate, seed)
     net_punzi, h_punzi = sel.fit_network(

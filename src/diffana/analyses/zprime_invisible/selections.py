@@ -65,20 +65,62 @@ def make_network(background: dict, hidden, seed: int) -> MLP:
     return MLP(scaling, hidden=tuple(int(h) for h in hidden), activation=jnp.tanh, key=jax.random.key(seed))
 
 
-def training_data(background: dict, signal: dict, centres_m2, widths, max_events: int, seed: int) -> dict:
-    """A fixed random subset of ``max_events`` background events (weights rescaled per
-    process to the full yields) and the training hypotheses' signal, as a JAX pytree."""
-    rng = np.random.default_rng([seed, 7])
-    n = background["weight"].size
-    index = np.sort(rng.choice(n, size=min(n, max_events), replace=False))
+def _subset(background: dict, index: np.ndarray) -> dict:
+    """The events ``index`` of ``background`` with weights rescaled per process so that
+    each process keeps the total weight it has in ``background``."""
     sub = {k: np.asarray(v)[index] for k, v in background.items()}
     for label in np.unique(background["process"]):
         full = background["weight"][background["process"] == label].sum()
         mine = sub["process"] == label
         if mine.any():
             sub["weight"][mine] *= full / sub["weight"][mine].sum()
+    return sub
+
+
+def random_subset(background: dict, max_events: int, rng: np.random.Generator) -> dict:
+    """A random subset of at most ``max_events`` events (all when ``max_events`` = 0),
+    weights rescaled per process to the full yields (:func:`_subset`)."""
+    n = background["weight"].size
+    if max_events == 0 or max_events >= n:
+        return {k: np.asarray(v) for k, v in background.items()}
+    return _subset(background, np.sort(rng.choice(n, size=max_events, replace=False)))
+
+
+def in_windows(m2, centres_m2, widths, half_width: float) -> np.ndarray:
+    """(N,) True for events whose M²_rec (GeV²) lies within ``half_width`` resolutions
+    ``widths`` (GeV²) of any of the centres (GeV²)."""
+    m2, centres, widths = np.asarray(m2), np.asarray(centres_m2), np.asarray(widths)
+    inside = np.zeros(m2.size, bool)
+    for c, w in zip(centres, widths):  # one pass per training mass: no (M, N) array
+        inside |= np.abs(m2 - c) < half_width * w
+    return inside
+
+
+def training_window_half_width(n_window: int, punzi_window: float) -> float:
+    """Half-width (resolutions) of the training windows: the template window of
+    ``n_window`` bins of one resolution, or Punzi's ± ``punzi_window`` if wider."""
+    return max(0.5 * n_window, punzi_window)
+
+
+def training_data(background: dict, signal: dict, centres_m2, widths, max_events: int, seed: int, *,
+                  window_half_width: float, max_window_events: int = 0) -> dict:
+    """The training pytree (JAX arrays): the training hypotheses' ``signal`` and two
+    background sets from the training half.
+
+    ``background`` (BCE: the whole spectrum): a fixed random subset of ``max_events``
+    events, weights rescaled per process to the full yields. ``window_background``
+    (the Punzi and limit losses, which see only the windows): the events within
+    ``window_half_width`` resolutions of a training mass — all of them
+    (``max_window_events`` = 0) or a rescaled random subset of that many. Only events
+    in a window enter those losses, so restricting to them is exact; a random subset of
+    the whole spectrum left ≈ 1% of the window events (quick config), and the losses
+    then followed the fluctuations of a few heavy events."""
+    rng = np.random.default_rng([seed, 7])
+    spectrum = random_subset(background, max_events, rng)
+    inside = in_windows(background["recoil_mass_squared"], centres_m2, widths, window_half_width)
+    windows = random_subset({k: np.asarray(v)[inside] for k, v in background.items()}, max_window_events, rng)
     as_jax = lambda d: {k: jnp.asarray(v) for k, v in d.items()}  # noqa: E731
-    return {"background": as_jax(sub), "signal": as_jax(signal),
+    return {"background": as_jax(spectrum), "window_background": as_jax(windows), "signal": as_jax(signal),
             "centres_m2": jnp.asarray(centres_m2), "widths": jnp.asarray(widths)}
 
 
@@ -125,9 +167,9 @@ def punzi_window_yields(s_sel, b_sel, data, luminosity: float, window: float):
     centres, widths = data["centres_m2"], data["widths"]
     s_in = jnp.abs(data["signal"]["recoil_mass_squared"] - centres[:, None]) < window * widths[:, None]
     efficiency = (data["signal"]["weight"] * s_sel * s_in).sum(axis=1) / luminosity
-    b_m2 = data["background"]["recoil_mass_squared"]
+    b_m2 = data["window_background"]["recoil_mass_squared"]
     b_in = jnp.abs(b_m2[None, :] - centres[:, None]) < window * widths[:, None]
-    background = (b_in * (data["background"]["weight"] * b_sel)[None, :]).sum(axis=1)
+    background = (b_in * (data["window_background"]["weight"] * b_sel)[None, :]).sum(axis=1)
     return efficiency, background
 
 
@@ -141,7 +183,7 @@ def punzi_loss(net, data, luminosity: float, window: float, temperature: float =
     and the one network ends up tuned for them; the mean of log s_min counts every
     mass' relative gain the same (the paper's masses had comparable s_min)."""
     s_sel = punzi_weights(net, data["signal"], temperature)
-    b_sel = punzi_weights(net, data["background"], temperature)
+    b_sel = punzi_weights(net, data["window_background"], temperature)
     efficiency, background = punzi_window_yields(s_sel, b_sel, data, luminosity, window)
     return jnp.log(objectives.punzi_sensitivity(efficiency, background, luminosity)).mean()
 
@@ -152,8 +194,8 @@ def limit_loss(net, data, *, theta_edges, n_window, systematics, luminosity_unce
     events weighted with the soft cut :func:`soft_cut_weights` (``cut_logit``,
     ``temperature``; the defaults weight with the plain network output)."""
     s_sel = soft_cut_weights(net, data["signal"], cut_logit, temperature)
-    b_sel = soft_cut_weights(net, data["background"], cut_logit, temperature)
-    t = analysis_templates(data["centres_m2"], data["widths"], data["signal"], s_sel, data["background"], b_sel,
+    b_sel = soft_cut_weights(net, data["window_background"], cut_logit, temperature)
+    t = analysis_templates(data["centres_m2"], data["widths"], data["signal"], s_sel, data["window_background"], b_sel,
                            theta_edges, n_window, systematics, data["sigma_ref"])
     limits = expected_median_limits(t, luminosity_uncertainty, cl)  # padding θ bins dropped per group
     return jnp.mean(jnp.log(limits))
