@@ -379,6 +379,8 @@ def test_tiny_end_to_end_run(tmp_path):
         assert lim["expected"].shape == (3, 5)
         assert np.all(np.diff(lim["expected"], axis=1) >= 0)
         assert lim["local_significance"].shape == (3,) and np.all(np.isfinite(lim["local_significance"]))
+        assert lim["background_mc_n_eff"].shape == (3,) and np.all(lim["background_mc_n_eff"] >= 0)
+    assert all(0 <= s["windows_below_one_mc_event"] <= 3 for s in result.summary.values())
     assert all(0.0 <= s["global_significance"] <= s["max_local_significance"] + 1e-12 for s in result.summary.values())
 
 

@@ -130,7 +130,7 @@ class TrainingConfig:
     hidden: tuple = (8, 4)
     bce_steps: int = 300
     punzi_steps: int = 150
-    limit_steps: int = 60
+    limit_steps: int = 150
     limit_cut: str = "bce"
     limit_temperature: float = 0.25
     learning_rate: float = 0.01

@@ -199,3 +199,26 @@ def write_mc_statistics(statistics: dict, output, console=None) -> Path:
     else:
         print(format_table(statistics))
     return path
+
+
+def selected_window_n_eff(m2, weight, passed, centres_m2, widths, window_bins: int) -> np.ndarray:
+    """(M,) Kish N_eff = (Σw)²/Σw² of the background MC events that pass a cut
+    (``passed``, (N,) bool) in each hypothesis window (centres and resolutions in
+    GeV², ``window_bins`` resolutions wide); 0 where none passes.
+
+    The trust indicator of a window's background template after the selection: a
+    window with N_eff ≲ 1 has a background estimate of one heavy MC event or none,
+    and its limit is then close to the zero-background one whatever the true
+    background. Window sums from cumulative sums over the events sorted by M²
+    (:func:`diffana.windows.window_histograms`), O(N log N)."""
+    from diffana.windows import window_histograms
+
+    m2 = np.asarray(m2, float)
+    order = np.argsort(m2, kind="stable")
+    kept = np.where(np.asarray(passed, bool), np.asarray(weight, float), 0.0)[order]
+    half = 0.5 * window_bins * np.asarray(widths, float)
+    edges = np.stack([np.asarray(centres_m2, float) - half, np.asarray(centres_m2, float) + half], axis=1)
+    sum_w = np.asarray(window_histograms(m2[order], kept, edges))[:, 0]
+    sum_w2 = np.asarray(window_histograms(m2[order], kept**2, edges))[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sum_w2 > 0, sum_w**2 / sum_w2, 0.0)

@@ -55,6 +55,9 @@ def summary(result) -> dict:
             "no_limit": int(np.sum(~_has_limit(lim))),
             "cut": lim["cut"],
         }
+        if "background_mc_n_eff" in lim:
+            # windows whose background after the cut rests on less than one effective MC event
+            out[name]["windows_below_one_mc_event"] = int(np.sum(np.asarray(lim["background_mc_n_eff"]) < 1.0))
         if "local_significance" in lim:
             out[name].update(look_elsewhere(result.masses, lim["local_significance"]))
     return out
@@ -93,6 +96,8 @@ def write_tables(result, output: Path, config, seed: int) -> None:
                         "g_expected_invisible": float(lim["g_expected_invisible"][k]),
                         "signal_efficiency": float(lim["signal_efficiency"][k]),
                         "background_events": float(lim["background"][k]), "converged": bool(lim["converged"][k])})
+            if "background_mc_n_eff" in lim:
+                row["background_mc_n_eff"] = float(lim["background_mc_n_eff"][k])
             if "local_significance" in lim:
                 row["local_significance"] = float(lim["local_significance"][k])
             rows.append(row)
@@ -144,6 +149,11 @@ def print_summary(result, console) -> None:
                       f"{s['geometric_mean_ratio_to_cut_based']:.3f}", f"{100 * (1 - s['geometric_mean_ratio_to_cut_based']):+.1f}%",
                       f"{s['converged']}/{n}", f"{s['no_limit']}")
     console.print(table)
+    sparse = {name: s["windows_below_one_mc_event"] for name, s in result.summary.items()
+              if s.get("windows_below_one_mc_event")}
+    if sparse:
+        console.print("windows whose background after the cut rests on < 1 effective MC event (limit near the "
+                      "zero-background one): " + ", ".join(f"{SELECTION_LABELS[k]} {v}/{n}" for k, v in sparse.items()))
     for name, s in result.summary.items():
         if "max_local_significance" in s:
             console.print(f"{SELECTION_LABELS[name]}: largest local excess {s['max_local_significance']:.2f}σ at "

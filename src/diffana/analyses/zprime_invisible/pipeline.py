@@ -72,7 +72,8 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     timings["samples"] = time.perf_counter() - start
     masses = samples.masses
     centres, widths = masses**2, recoil_mass_squared_resolution(masses, a.resolution)
-    from diffana.analyses.zprime_invisible.mc_statistics import mc_statistics, write_mc_statistics
+    from diffana.analyses.zprime_invisible.mc_statistics import (mc_statistics, selected_window_n_eff,
+                                                                 write_mc_statistics)
 
     write_mc_statistics(mc_statistics(samples, masses, widths, t_cfg.window_bins, a.luminosity,
                                       config.samples.train_fraction), output, console)
@@ -119,7 +120,10 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         result = {"observed": observed, "expected": expected, "converged": converged, "cut": float(cut),
                   "local_significance": local_z, "significance_converged": z_converged,
                   "signal_efficiency": np.asarray(t["signal"]).sum(axis=1) / samples.luminosity,
-                  "background": np.asarray(t["background"]).sum(axis=1)}
+                  "background": np.asarray(t["background"]).sum(axis=1),
+                  "background_mc_n_eff": selected_window_n_eff(
+                      samples.background_test["recoil_mass_squared"], samples.background_test["weight"],
+                      score_background > cut, centres, widths, n_window)}
         return scan_times, result
 
     limits, histories, cut_scans, score_functions = {}, {}, {}, {}
