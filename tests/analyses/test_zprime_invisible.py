@@ -367,7 +367,10 @@ def test_tiny_end_to_end_run(tmp_path):
     from diffana.analyses.zprime_invisible import load_config, run_analysis
 
     config = load_config(None, quick=True, overrides={
-        "analysis": {"n_masses": 3}, "samples": {"background_events": 5000, "signal_events_per_mass": 400},
+        "analysis": {"n_masses": 3},
+        # process_events too: the quick table's per-process counts (millions) override background_events
+        "samples": {"background_events": 5000, "signal_events_per_mass": 400,
+                    "process_events": {"mumu": 5000, "tautau": 5000, "eemumu": 5000}},
         "training": {"n_masses": 2, "max_events": 500, "bce_steps": 3, "punzi_steps": 2, "limit_steps": 1,
                      "n_thresholds": 2}})
     result = run_analysis(config, tmp_path, seed=2, make_plots=True)
