@@ -240,6 +240,17 @@ def test_window_background_is_every_event_in_a_training_window_with_its_weight(t
     np.testing.assert_array_equal(np.asarray(data["window_background"]["weight"]), background["weight"][inside])
 
 
+def test_training_window_is_the_wider_of_the_template_and_punzi_windows():
+    assert selections.training_window_half_width(20, 2.0) == 10.0
+    assert selections.training_window_half_width(2, 3.0) == 3.0
+
+
+def test_in_windows_marks_events_near_any_centre():
+    m2 = np.array([0.0, 0.9, 1.1, 5.0, 9.6, 12.0])
+    inside = selections.in_windows(m2, np.array([0.0, 10.0]), np.array([0.5, 0.25]), 2.0)
+    np.testing.assert_array_equal(inside, [True, True, False, False, True, False])
+
+
 def test_window_background_subset_keeps_process_yields(toy_training):
     _, _, background = toy_training
     sig = {"weight": np.ones((1, 2))}

@@ -3,9 +3,9 @@
 ``data/zprime_quick_seed1_limits.csv`` is ``limits.csv`` of ``diffana
 zprime-invisible --quick --seed 1`` regenerated on 2026-12-03 (window events in the
 Punzi and limit losses, 100 limit steps, 9·10⁶ μμ(γ) and 2.4·10⁶ ττ quick events,
-the ``background_mc_n_eff`` column); the previous file was from commit 1d90dc8. A change that is meant to leave behaviour
-alone (a refactor, a speed-up) must reproduce it to fit precision; a change that is
-meant to move the numbers (new physics, a new default) regenerates the file with
+the ``background_mc_n_eff`` column); the previous file was from commit 1d90dc8. A
+change that is meant to leave behaviour alone (a refactor, a speed-up) must reproduce
+it to fit precision; a change that is meant to move the numbers (new physics, a new default) regenerates the file with
 that command and says so in its commit message. Slow (4–7 minutes on 2 cores).
 """
 

@@ -118,8 +118,9 @@ class TrainingConfig:
     """Training of the network selections (steps, learning rate, subsets) and the
     choice of each selection's hard cut. ``max_events``: the random background subset
     of the BCE loss; ``max_window_events``: the background events of the Punzi and
-    limit losses, drawn from those in a training window (0: all of them); ``n_thresholds`` cut values tried on
-    ``cut_masses`` hypotheses evenly spread over the scan (training half).
+    limit losses, drawn from those in a training window (0: all of them);
+    ``n_thresholds`` cut values tried on ``cut_masses`` hypotheses evenly spread over
+    the scan (training half).
     ``limit_cut`` / ``limit_temperature``: (d) weights events with the soft cut
     sigmoid((logit − c)/T), c at (b)'s chosen cut (``"bce"``) or 0 (``"none"``); T in
     logit units."""
