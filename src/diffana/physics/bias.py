@@ -144,12 +144,14 @@ class BackgroundBias(NamedTuple):
     |Y| + |y*| ≤ T that still pass keep moderate weights."""
     eemumu_wide_decay_rapidity: float = 1.1
     """Half-width of the wide y* range (|cos θ*| ≲ 0.8)."""
-    eemumu_tag_pt: PeakedShape = PeakedShape(low=0.3, peak=0.6, high=1.6, rise=3.0, fall=1.0)
+    eemumu_tag_pt: PeakedShape = PeakedShape(low=0.3, peak=0.6, high=2.0, rise=3.0, fall=1.0)
     """GeV: transverse momentum q_T of a single-tag event's tagged e± (preselected: 0.32–1.3 GeV,
-    1–99%; the recoil p_T > 0.5 GeV cut needs it)."""
-    eemumu_double_tag_pt: PeakedShape = PeakedShape(low=0.12, peak=0.5, high=1.5)
+    1–99%; the recoil p_T > 0.5 GeV cut needs it). ``high`` reaches the largest q_T the angle
+    window allows (E_beam·sin 22° = 1.98 GeV): with 1.6 GeV a preselected e⁺ at q_T = 1.64 GeV
+    was covered by the unbiased component alone and weighed 700× the mean (quick seed 3)."""
+    eemumu_double_tag_pt: PeakedShape = PeakedShape(low=0.12, peak=0.5, high=2.0)
     """GeV: the same for each e± of a double-tag event, log-uniform and reaching lower (two
-    q_T of 0.3 GeV add up to a recoil p_T above 0.5 GeV)."""
+    q_T of 0.3 GeV add up to a recoil p_T above 0.5 GeV); ``high`` as for the single tag."""
     eemumu_tag_angle_max: tuple = (19.5, 22.0)
     """deg, (e⁻, e⁺): a tagged e± is drawn at most this CM angle from its beam
     (q_T ≤ E_e·sin θ_max): it must stay inside the ECL's forward (< 12.4° lab, ≈ 16.5° CM)

@@ -381,8 +381,13 @@ def _biased_virtualities(key, z, beam_energy, q2_min, q2_max, components, bias):
     return q2, jnp.concatenate(ratios, axis=1)
 
 
+def _photon_virtualities(photons):
+    """Q² = −q² (GeV²) of each (…, 2, 4) photon four-momentum q = beam − scattered e±."""
+    return -kin.invariant_mass_squared(photons)
+
+
 def generate_eemumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None,
-                       min_dimuon_mass=EEMUMU_MIN_DIMUON_MASS):
+                       min_dimuon_mass=EEMUMU_MIN_DIMUON_MASS, virtuality_below_pair_mass=True):
     """e⁺e⁻ → e⁺e⁻μ⁺μ⁻ via γγ → μ⁺μ⁻ in the equivalent-photon approximation.
 
     Each beam emits a photon with energy fraction z (log-uniform proposal,
@@ -392,6 +397,11 @@ def generate_eemumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None,
     follow the Breit–Wheeler angular distribution in the γγ frame (about its
     z axis). Events are weighted (``relative_weight``, mean ≈ 1 after
     normalisation by the caller); W = M_μμ < ``min_dimuon_mass`` gets weight 0.
+    ``virtuality_below_pair_mass``: a photon with Q² above the *actual* W² of the pair
+    gets weight 0 too. The proposal's cap z₁z₂s is the nominal W²; a tagged e± with
+    Q₁² near it leaves W² ≈ z₁z₂s − Q₁²(1 − z₂) far below, where the EPA no longer
+    holds and the 1/W² of σ_γγ made single events weigh ~10³× the mean. ``False``
+    keeps only the proposal cap (the model before 2026-12-03).
     ``bias``: a defensive mixture whose biased components draw single- or double-tag
     events into the Z'→invisible acceptance — W and the γγ rapidity (both z),
     a central cos θ*, the tagged e±'s Q² from its q_T and angle window
@@ -437,6 +447,8 @@ def generate_eemumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None,
     w2 = kin.invariant_mass_squared(system)
     w = jnp.sqrt(jnp.clip(w2, 1e-12, None))
     accepted = (w2 > min_dimuon_mass**2) & (system[:, 0] > w)
+    if virtuality_below_pair_mass:
+        accepted = accepted & jnp.all(_photon_virtualities(beams - electrons) <= w2[:, None], axis=1)
 
     # γγ → μ⁺μ⁻: proposal ∝ 1/(1 − β²c²), weighted to the Breit–Wheeler density
     beta = jnp.sqrt(jnp.clip(1.0 - 4.0 * kin.MUON_MASS**2 / jnp.maximum(w2, 1e-12), 1e-12, 1.0 - 1e-15))
