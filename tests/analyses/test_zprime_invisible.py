@@ -251,6 +251,26 @@ def test_in_windows_marks_events_near_any_centre():
     np.testing.assert_array_equal(inside, [True, True, False, False, True, False])
 
 
+def test_hypothesis_training_data_picks_the_evenly_spread_training_masses(toy_training):
+    """Both callers (the pipeline and the Punzi reproduction) train on the same hypotheses:
+    ``training.n_masses`` of the scan, ends included, with training_data's events."""
+    from types import SimpleNamespace
+
+    _, _, background = toy_training
+    rng = np.random.default_rng(6)
+    centres, widths = np.linspace(1.0, 17.0, 5), np.full(5, 0.25)
+    signal = {"recoil_mass_squared": centres[:, None] + 0.1 * rng.normal(size=(5, 10)), "weight": np.ones((5, 10))}
+    samples_ = SimpleNamespace(background_train=background, signal_train=signal)
+    training = SimpleNamespace(n_masses=3, max_events=200, punzi_window=2.0, max_window_events=0)
+    chosen = selections.hypothesis_training_data(samples_, training, centres, widths, 4, 20)
+    np.testing.assert_array_equal(chosen.rows, [0, 2, 4])
+    direct = selections.training_data(background, {k: v[[0, 2, 4]] for k, v in signal.items()}, centres[[0, 2, 4]],
+                                      widths[[0, 2, 4]], 200, 4, window_half_width=10.0)
+    for part in ("background", "window_background", "signal"):
+        for key in direct[part]:
+            np.testing.assert_array_equal(np.asarray(chosen.data[part][key]), np.asarray(direct[part][key]))
+
+
 def test_window_background_subset_keeps_process_yields(toy_training):
     _, _, background = toy_training
     sig = {"weight": np.ones((1, 2))}

@@ -147,11 +147,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     evaluate_selection("cut_based", sel.tau_plane_score)
 
     # 3. networks: (b) BCE, (c) Punzi from (b), (d) limit from (b)
-    train_rows = np.unique(np.round(np.linspace(0, masses.size - 1, min(tr.n_masses, masses.size))).astype(int))
-    data = sel.training_data(samples.background_train, _rows(samples.signal_train, train_rows),
-                             centres[train_rows], widths[train_rows], tr.max_events, seed,
-                             window_half_width=sel.training_window_half_width(n_window, tr.punzi_window),
-                             max_window_events=tr.max_window_events)
+    train_rows, data = sel.hypothesis_training_data(samples, tr, centres, widths, seed, n_window)
     data["sigma_ref"] = jnp.asarray(sigma_ref[train_rows])
     net = sel.make_network(samples.background_train, tr.hidden, seed)
     t0 = time.perf_counter()

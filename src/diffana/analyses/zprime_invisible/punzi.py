@@ -221,11 +221,7 @@ def train_networks(samples: AnalysisSamples, training, seed: int, resolution: st
 
     masses = samples.masses
     centres, widths = masses**2, recoil_mass_squared_resolution(masses, resolution)
-    rows = np.unique(np.round(np.linspace(0, masses.size - 1, min(training.n_masses, masses.size))).astype(int))
-    signal = {k: np.asarray(v)[rows] for k, v in samples.signal_train.items()}
-    data = sel.training_data(samples.background_train, signal, centres[rows], widths[rows], training.max_events, seed,
-                             window_half_width=sel.training_window_half_width(window_bins, training.punzi_window),
-                             max_window_events=training.max_window_events)
+    data = sel.hypothesis_training_data(samples, training, centres, widths, seed, window_bins).data
     net = sel.make_network(samples.background_train, training.hidden, seed)
     net_bce, h_bce = sel.fit_network(sel.bce_loss, net, data, training.bce_steps, training.learning_rate, seed)
     net_punzi, h_punzi = sel.fit_network(

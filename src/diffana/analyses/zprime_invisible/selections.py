@@ -24,7 +24,7 @@ events by the same mean-log-expected-limit scan (:func:`optimise_cut`).
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,6 +32,7 @@ import numpy as np
 import optax
 
 from diffana import objectives
+from diffana.analyses.zprime_invisible.cuts import cut_hypotheses
 from diffana.analyses.zprime_invisible.fit import expected_median_limits
 from diffana.analyses.zprime_invisible.names import (
     PUNZI_FEATURES,
@@ -122,6 +123,28 @@ def training_data(background: dict, signal: dict, centres_m2, widths, max_events
     as_jax = lambda d: {k: jnp.asarray(v) for k, v in d.items()}  # noqa: E731
     return {"background": as_jax(spectrum), "window_background": as_jax(windows), "signal": as_jax(signal),
             "centres_m2": jnp.asarray(centres_m2), "widths": jnp.asarray(widths)}
+
+
+class TrainingSet(NamedTuple):
+    """The training hypotheses and the training pytree of :func:`training_data`."""
+
+    rows: np.ndarray
+    """Scan indices of the ``training.n_masses`` hypotheses, evenly spread, both ends included."""
+    data: dict
+    """:func:`training_data` for those hypotheses."""
+
+
+def hypothesis_training_data(samples, training, centres_m2, widths, seed: int, window_bins: int) -> TrainingSet:
+    """:func:`training_data` for the config's training hypotheses: ``samples`` an
+    ``AnalysisSamples``, ``training`` the ``[training]`` section, ``centres_m2`` and
+    ``widths`` (GeV²) of every scanned hypothesis, ``window_bins`` the template window
+    (bins of one resolution), which bounds the training windows."""
+    rows = cut_hypotheses(centres_m2.size, training.n_masses)
+    signal = {k: np.asarray(v)[rows] for k, v in samples.signal_train.items()}
+    data = training_data(samples.background_train, signal, centres_m2[rows], widths[rows], training.max_events, seed,
+                         window_half_width=training_window_half_width(window_bins, training.punzi_window),
+                         max_window_events=training.max_window_events)
+    return TrainingSet(rows, data)
 
 
 def soft_cut_weights(net, events, cut_logit=0.0, temperature=1.0):
