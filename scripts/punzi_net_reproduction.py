@@ -96,13 +96,16 @@ def main(argv=None) -> punzi.PunziComparison:
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "figures" / "punzi_net_reproduction.png")
     parser.add_argument("--samples-cache", type=Path, default=None,
                         help="pickle of the samples: read if it exists, else written (skips regeneration)")
+    parser.add_argument("--punzi-temperature", type=float, default=None,
+                        help="T of the Punzi loss' soft efficiencies (default: the pipeline's, 0.1)")
     args = parser.parse_args(argv)
     config = load_config(args.config, quick=args.quick)
     t0 = time.perf_counter()
     samples = load_samples(config, args.seed, args.samples_cache)
     t1 = time.perf_counter()
     resolution = config.analysis.resolution
-    nets = punzi.train_networks(samples, config.training, args.seed, resolution, config.templates.window_bins)
+    nets = punzi.train_networks(samples, config.training, args.seed, resolution, config.templates.window_bins,
+                                punzi_temperature=args.punzi_temperature)
     t2 = time.perf_counter()
     comparison = punzi.punzi_comparison(
         samples, lambda ev: punzi.logit_scores(nets.bce, ev), lambda ev: punzi.logit_scores(nets.punzi, ev),

@@ -211,20 +211,23 @@ class TrainedNetworks(NamedTuple):
 
 
 def train_networks(samples: AnalysisSamples, training, seed: int, resolution: str = "published",
-                   window_bins: int = 20) -> TrainedNetworks:
+                   window_bins: int = 20, punzi_temperature: float | None = None) -> TrainedNetworks:
     """Train (b) and (c) exactly as ``pipeline.run_analysis`` does: ``training`` is
     the config's ``[training]`` section; the training masses are ``training.n_masses``
     hypotheses evenly picked from the scan; ``resolution``: the σ(M²_rec) model of the
     Punzi windows (config ``analysis.resolution``); ``window_bins``: the template
-    window (config ``templates.window_bins``), which bounds the training windows."""
+    window (config ``templates.window_bins``), which bounds the training windows;
+    ``punzi_temperature``: T of the Punzi loss' soft efficiencies sigmoid(logit/T)
+    (default :data:`selections.PUNZI_TEMPERATURE`, as the pipeline)."""
     from diffana.analyses.zprime_invisible import selections as sel
 
     masses = samples.masses
     centres, widths = masses**2, recoil_mass_squared_resolution(masses, resolution)
     data = sel.hypothesis_training_data(samples, training, centres, widths, seed, window_bins).data
+    temperature = sel.PUNZI_TEMPERATURE if punzi_temperature is None else punzi_temperature
     net = sel.make_network(samples.background_train, training.hidden, seed)
     net_bce, h_bce = sel.fit_network(sel.bce_loss, net, data, training.bce_steps, training.learning_rate, seed)
     net_punzi, h_punzi = sel.fit_network(
-        lambda n, d: sel.punzi_loss(n, d, samples.luminosity, training.punzi_window), net_bce, data,
+        lambda n, d: sel.punzi_loss(n, d, samples.luminosity, training.punzi_window, temperature), net_bce, data,
         training.punzi_steps, training.learning_rate, seed)
     return TrainedNetworks(net_bce, net_punzi, h_bce, h_punzi)
