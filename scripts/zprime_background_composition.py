@@ -5,7 +5,8 @@ Generates the samples of a config exactly as ``diffana zprime-invisible`` does
 preselection, its share against PHYSICS.md (ττ ≈ 83%, eeμμ ≈ 14.5%, μμ(γ) ≈ 2.4%
 before the final MVA), its preselection efficiency, MC events, Kish N_eff and
 L_eff/L (overall and in the worst hypothesis window where it is ≥ 10% of the
-background), the generation time per process, and the signal efficiency after
+background), the generation time per process, the shares among the events below
+several M²_rec edges (50, 64, 72.25 GeV², all), and the signal efficiency after
 preselection per mass.
 
     python scripts/zprime_background_composition.py --quick --seed 1
@@ -25,9 +26,10 @@ import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible.config import load_config
 from diffana.analyses.zprime_invisible.mc_statistics import format_table, mc_statistics
 from diffana.analyses.zprime_invisible.samples import make_samples, recoil_mass_squared_resolution
-from diffana.physics.generator import expected_events
+from diffana.physics.generator import PROCESS_LABELS, expected_events
 
 PUBLISHED_SHARES = {"tautau": 0.83, "eemumu": 0.145, "mumu": 0.024}
+PROCESS_CODES = {name: PROCESS_LABELS[name] for name in PUBLISHED_SHARES}
 """Share of each process before the final MVA in Belle II's simulation (PHYSICS.md)."""
 
 
@@ -42,6 +44,25 @@ def composition_rows(statistics: dict, luminosity: float) -> list[dict]:
                      "share_ratio": tot["share"] / PUBLISHED_SHARES[name],
                      "efficiency": tot["expected"] / generated})
     return rows
+
+
+SHARE_RANGES = (50.0, 64.0, 72.25, np.inf)
+"""GeV²: upper M²_rec edges of the ranges the shares are also printed in. PHYSICS.md has
+ττ dominating "below 50 GeV²" and does not say over which range its shares are taken."""
+
+
+def shares_below(samples, upper_edges=SHARE_RANGES) -> dict:
+    """Share of each background process (both halves) among the preselected events with
+    M²_rec below each of ``upper_edges`` (GeV²): {edge: {process: share}}."""
+    background = {k: np.concatenate([samples.background_train[k], samples.background_test[k]])
+                  for k in ("recoil_mass_squared", "weight", "process")}
+    shares = {}
+    for edge in upper_edges:
+        below = background["recoil_mass_squared"] < edge
+        total = background["weight"][below].sum()
+        shares[edge] = {name: background["weight"][below & (background["process"] == code)].sum() / total
+                        for name, code in PROCESS_CODES.items()}
+    return shares
 
 
 def signal_efficiencies(samples, luminosity: float) -> np.ndarray:
@@ -85,11 +106,15 @@ def main(argv=None) -> dict:
     for r in rows:
         print(f"{r['process']:8s} {r['expected']:10.4g} {r['share']:7.1%} {r['published_share']:10.1%} "
               f"{r['share_ratio']:6.2f} {r['efficiency']:12.3e}")
+    by_range = shares_below(samples)
+    for edge, share in by_range.items():
+        print(f"shares with M²_rec < {edge:g} GeV²: " + ", ".join(f"{p} {v:.1%}" for p, v in share.items()))
     print(format_table(statistics))
     print("signal efficiency after preselection: " + ", ".join(
         f"{m:.2f} GeV {e:.1%}" for m, e in zip(samples.masses, efficiency)))
     result = {"config": config.source, "quick": args.quick, "seed": args.seed, "bias": s.bias,
               "make_samples_seconds": seconds, "composition": rows,
+              "shares_below_m2": {str(edge): share for edge, share in by_range.items()},
               "signal_preselection_efficiency": dict(zip(map(float, samples.masses), map(float, efficiency))),
               "mc_statistics": {k: v for k, v in statistics.items() if k != "windows"}}
     if args.json:
