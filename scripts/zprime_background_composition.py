@@ -24,12 +24,11 @@ import numpy as np
 
 import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible.config import load_config
-from diffana.analyses.zprime_invisible.mc_statistics import format_table, mc_statistics
+from diffana.analyses.zprime_invisible.mc_statistics import PROCESS_CODES, format_table, mc_statistics
 from diffana.analyses.zprime_invisible.samples import make_samples, recoil_mass_squared_resolution
-from diffana.physics.generator import PROCESS_LABELS, expected_events
+from diffana.physics.generator import expected_events
 
 PUBLISHED_SHARES = {"tautau": 0.83, "eemumu": 0.145, "mumu": 0.024}
-PROCESS_CODES = {name: PROCESS_LABELS[name] for name in PUBLISHED_SHARES}
 """Share of each process before the final MVA in Belle II's simulation (PHYSICS.md)."""
 
 

@@ -443,12 +443,13 @@ def generate_eemumu_cm(key, sqrt_s, bias: _bias.BackgroundBias | None = None,
     p_beam = jnp.sqrt(beam_energy**2 - kin.ELECTRON_MASS**2) * jnp.array([1.0, -1.0])
     beams = jnp.stack([beam_energy[:, 0] + 0 * z[:, 0]] * 2, axis=1)
     beams = jnp.stack([beams, jnp.zeros((n, 2)), jnp.zeros((n, 2)), p_beam + 0 * z], axis=-1)
-    system = (beams - electrons).sum(axis=1)
+    photons = beams - electrons  # (n, 2, 4): q = beam − scattered e± per side
+    system = photons.sum(axis=1)
     w2 = kin.invariant_mass_squared(system)
     w = jnp.sqrt(jnp.clip(w2, 1e-12, None))
     accepted = (w2 > min_dimuon_mass**2) & (system[:, 0] > w)
     if virtuality_below_pair_mass:
-        accepted = accepted & jnp.all(_photon_virtualities(beams - electrons) <= w2[:, None], axis=1)
+        accepted = accepted & jnp.all(_photon_virtualities(photons) <= w2[:, None], axis=1)
 
     # γγ → μ⁺μ⁻: proposal ∝ 1/(1 − β²c²), weighted to the Breit–Wheeler density
     beta = jnp.sqrt(jnp.clip(1.0 - 4.0 * kin.MUON_MASS**2 / jnp.maximum(w2, 1e-12), 1e-12, 1.0 - 1e-15))
