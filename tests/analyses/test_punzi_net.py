@@ -160,3 +160,51 @@ def test_punzi_comparison_on_toy_samples_reaches_the_per_mass_optimum_with_one_c
     np.testing.assert_array_equal(c.bce_best_mc, [0, 0])
     assert 0.7 <= c.punzi_cut < 0.8
     assert c.worst_ratio(0.5, 5.0) == pytest.approx(1.0)
+    # identical halves: the per-mass cuts chosen on the training half are the same
+    np.testing.assert_array_equal(c.bce_per_mass_out_of_sample, c.bce_best)
+    np.testing.assert_array_equal(c.ratio_out_of_sample, c.ratio)
+
+
+def test_per_mass_cut_chosen_on_the_training_half_pays_for_a_held_out_fluctuation():
+    """Mass 0's signal scores spread over 0.5–0.95; the training background in its
+    window scores 0.4, so on the training half the best cut keeps all of the signal.
+    The held-out half has one more background event (1 expected event) at score 0.75.
+    The per-mass scan on the held-out events steps above it (ε 0.2 → 0.08, B = 0); the
+    cut chosen on the training half keeps it (ε 0.2, B = 1) — and cannot be better."""
+    from diffana.analyses.zprime_invisible.samples import AnalysisSamples
+
+    signal, s_score, background, b_score = _window_toy()
+    s_score = np.array([np.linspace(0.5, 0.95, 10), [0.95] * 10])
+    signal = dict(signal, score=s_score)
+    train = dict(background, score=b_score)
+    test = {"recoil_mass_squared": np.append(background["recoil_mass_squared"], 1.0),
+            "weight": np.append(background["weight"], 1.0), "score": np.append(b_score, 0.75)}
+    samples = AnalysisSamples(masses=np.array([1.0, 3.0]), background_train=train, background_test=test,
+                              signal_train=signal, signal_test=signal, pseudo_data={}, luminosity=79.7, generated={})
+    score = lambda ev: np.asarray(ev["score"])  # noqa: E731
+    c = punzi.punzi_comparison(samples, score, score, window=2.0, n_cuts=50)
+    assert c.bce_best[0] == pytest.approx(float(punzi.punzi_s_min(0.08, 0.0, 79.7)))
+    assert c.bce_per_mass_out_of_sample[0] == pytest.approx(float(punzi.punzi_s_min(0.2, 1.0, 79.7)))
+    np.testing.assert_array_equal(c.bce_best_mc, [0, 0])
+    np.testing.assert_array_equal(c.bce_per_mass_out_of_sample_mc, [1, 0])
+    assert np.all(c.bce_per_mass_out_of_sample >= c.bce_best)
+    np.testing.assert_allclose(c.ratio_out_of_sample, c.punzi_one_cut / c.bce_per_mass_out_of_sample)
+    assert c.ratio_out_of_sample[0] < c.ratio[0]
+    assert c.geometric_mean(c.ratio_out_of_sample, 0.5, 5.0) == pytest.approx(
+        float(np.sqrt(np.prod(c.ratio_out_of_sample))))
+
+
+def test_training_hypotheses_spread_evenly_in_mass_or_in_scan_index():
+    """A scan whose steps shrink with mass (like the resolution-stepped one): by scan
+    index most picks are heavy; by mass they are the hypotheses nearest to evenly
+    spaced masses, both ends included."""
+    from diffana.analyses.zprime_invisible import cuts
+
+    masses = np.sqrt(np.linspace(0.0, 64.0, 65))  # even in M², dense in M at high mass
+    by_index = cuts.spread_hypotheses(masses, 5, "scan")
+    by_mass = cuts.spread_hypotheses(masses, 5, "mass")
+    np.testing.assert_array_equal(by_index, [0, 16, 32, 48, 64])
+    np.testing.assert_allclose(masses[by_mass], [0.0, 2.0, 4.0, 6.0, 8.0])
+    assert np.sum(masses[by_index] < 4.0) == 1 and np.sum(masses[by_mass] < 4.0) == 2
+    with pytest.raises(ValueError, match="hypothesis spacing"):
+        cuts.spread_hypotheses(masses, 5, "log")

@@ -261,9 +261,14 @@ def test_hypothesis_training_data_picks_the_evenly_spread_training_masses(toy_tr
     centres, widths = np.linspace(1.0, 17.0, 5), np.full(5, 0.25)
     signal = {"recoil_mass_squared": centres[:, None] + 0.1 * rng.normal(size=(5, 10)), "weight": np.ones((5, 10))}
     samples_ = SimpleNamespace(background_train=background, signal_train=signal)
-    training = SimpleNamespace(n_masses=3, max_events=200, punzi_window=2.0, max_window_events=0)
+    training = SimpleNamespace(n_masses=3, max_events=200, punzi_window=2.0, max_window_events=0,
+                               hypothesis_spacing="scan")
     chosen = selections.hypothesis_training_data(samples_, training, centres, widths, 4, 20)
     np.testing.assert_array_equal(chosen.rows, [0, 2, 4])
+    # evenly in mass: M = 1, 2.24, 3, 3.61, 4.12 GeV; the nearest to 1, 2.56, 4.12 GeV
+    in_mass = SimpleNamespace(**{**vars(training), "hypothesis_spacing": "mass"})
+    np.testing.assert_array_equal(
+        selections.hypothesis_training_data(samples_, in_mass, centres, widths, 4, 20).rows, [0, 1, 4])
     direct = selections.training_data(background, {k: v[[0, 2, 4]] for k, v in signal.items()}, centres[[0, 2, 4]],
                                       widths[[0, 2, 4]], 200, 4, window_half_width=10.0)
     for part in ("background", "window_background", "signal"):

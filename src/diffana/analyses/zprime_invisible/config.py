@@ -18,7 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from diffana.analyses.zprime_invisible.names import REQUIRED_FEATURES, RESOLUTION_MODELS, SELECTION_NAMES
+from diffana.analyses.zprime_invisible.names import (HYPOTHESIS_SPACINGS, REQUIRED_FEATURES, RESOLUTION_MODELS,
+                                                     SELECTION_NAMES)
 from diffana.analyses.zprime_invisible.wide_width import WideWidthSettings
 from diffana.errors import ConfigError
 
@@ -123,7 +124,10 @@ class TrainingConfig:
     the scan (training half).
     ``limit_cut`` / ``limit_temperature``: (d) weights events with the soft cut
     sigmoid((logit − c)/T), c at (b)'s chosen cut (``"bce"``) or 0 (``"none"``); T in
-    logit units."""
+    logit units. ``hypothesis_spacing``: the ``n_masses`` training hypotheses are
+    spread evenly in scan index (``"scan"``; crowded at high mass, where the scan is
+    finest) or in mass (``"mass"``); the ``cut_masses`` always evenly in scan index,
+    like the summary's mean over the scan."""
 
     n_masses: int = 8
     max_events: int = 20000
@@ -138,6 +142,7 @@ class TrainingConfig:
     punzi_window: float = 2.0
     n_thresholds: int = 12
     cut_masses: int = 16
+    hypothesis_spacing: str = "scan"
 
 
 @dataclass(frozen=True)
@@ -342,6 +347,8 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     _require(tr.punzi_window > 0, f"{w}: [training] punzi_window must be positive")
     _require(tr.n_thresholds >= 2, f"{w}: [training] n_thresholds must be >= 2")
     _require(tr.cut_masses >= 1, f"{w}: [training] cut_masses must be >= 1")
+    _require(tr.hypothesis_spacing in HYPOTHESIS_SPACINGS, f"{w}: [training] hypothesis_spacing must be one of "
+             f"{list(HYPOTHESIS_SPACINGS)}, got {tr.hypothesis_spacing!r}")
     _validate_wide_width(config.wide_width, w)
     if s.source == "root":
         _validate_root_files(config, base_dir or Path("."))

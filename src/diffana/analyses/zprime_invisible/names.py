@@ -34,6 +34,11 @@ the curve reproducing the published 582-hypothesis scan
 (``samples.PUBLISHED_RESOLUTION_SIGMAS``); ``table``: the PHYSICS.md simulation table
 (``samples.RESOLUTION_SIGMAS``, 436 hypotheses from 0.01 to 8.5 GeV)."""
 
+HYPOTHESIS_SPACINGS = ("scan", "mass")
+"""How the training hypotheses are spread over the scan (config
+``training.hypothesis_spacing``, ``cuts.spread_hypotheses``): evenly in scan index or
+in mass."""
+
 SELECTION_NAMES = ("cut_based", "mlp_bce", "punzi_net", "end_to_end")
 SELECTION_LABELS = {
     "cut_based": "(a) cut-based (2018 τ plane)",

@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 from diffana import objectives
-from diffana.analyses.zprime_invisible.cuts import cut_hypotheses
+from diffana.analyses.zprime_invisible.cuts import spread_hypotheses
 from diffana.analyses.zprime_invisible.fit import expected_median_limits
 from diffana.analyses.zprime_invisible.names import (
     PUNZI_FEATURES,
@@ -138,8 +138,9 @@ def hypothesis_training_data(samples, training, centres_m2, widths, seed: int, w
     """:func:`training_data` for the config's training hypotheses: ``samples`` an
     ``AnalysisSamples``, ``training`` the ``[training]`` section, ``centres_m2`` and
     ``widths`` (GeV²) of every scanned hypothesis, ``window_bins`` the template window
-    (bins of one resolution), which bounds the training windows."""
-    rows = cut_hypotheses(centres_m2.size, training.n_masses)
+    (bins of one resolution), which bounds the training windows. The training
+    hypotheses: ``training.n_masses`` of them, spread by ``training.hypothesis_spacing``."""
+    rows = spread_hypotheses(np.sqrt(np.maximum(centres_m2, 0.0)), training.n_masses, training.hypothesis_spacing)
     signal = {k: np.asarray(v)[rows] for k, v in samples.signal_train.items()}
     data = training_data(samples.background_train, signal, centres_m2[rows], widths[rows], training.max_events, seed,
                          window_half_width=training_window_half_width(window_bins, training.punzi_window),
