@@ -22,6 +22,7 @@ from diffana.analyses.zprime_invisible.names import (HYPOTHESIS_SPACINGS, REQUIR
                                                      SELECTION_NAMES)
 from diffana.analyses.zprime_invisible.wide_width import WideWidthSettings
 from diffana.errors import ConfigError
+from diffana.physics.generator import BACKGROUND_PROCESSES  # the processes [samples] may name
 
 SHIPPED_CONFIGS = {
     "belle2_2019_2020": "belle2_2019_2020.toml",
@@ -31,8 +32,6 @@ SHIPPED_CONFIGS = {
 
 MASS_RANGE = (0.01, 10.0)
 """GeV: Z' masses the signal generator and cross-section table cover."""
-
-BACKGROUND_PROCESSES = ("mumu", "tautau", "eemumu")
 
 
 @dataclass(frozen=True)
