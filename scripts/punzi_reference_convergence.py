@@ -27,14 +27,13 @@ import argparse
 import pickle
 import tomllib
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible import punzi
 from diffana.analyses.zprime_invisible.config import load_config
-from diffana.analyses.zprime_invisible.samples import recoil_mass_squared_resolution
 
 
 class Pool(NamedTuple):
@@ -55,6 +54,29 @@ def pooled(a: Pool, b: Pool) -> Pool:
     return Pool(events, total)
 
 
+class NetworkScore(NamedTuple):
+    """One network's score function (events dict → logits) and its cut grid."""
+
+    score: Callable
+    cuts: np.ndarray
+
+
+class NetworkScores(NamedTuple):
+    """The BCE network and Punzi-net, each with its cut grid."""
+
+    bce: NetworkScore
+    punzi: NetworkScore
+
+
+def network_scores(samples, networks: punzi.TrainedNetworks, n_cuts: int) -> NetworkScores:
+    """Both networks' logit scores, each with its cut grid from ``samples``' training signal."""
+    def scored(net) -> NetworkScore:
+        score = lambda ev: punzi.logit_scores(net, ev)  # noqa: E731
+        return NetworkScore(score, punzi.network_cut_grid(samples, score, n_cuts))
+
+    return NetworkScores(scored(networks.bce), scored(networks.punzi))
+
+
 class Bracket(NamedTuple):
     """Geometric means over 1–6 GeV of Punzi-net one cut / BCE per-mass reference."""
 
@@ -67,23 +89,19 @@ class Bracket(NamedTuple):
     out_of_sample_range_cut: float  # as out_of_sample, same
 
 
-def bracket(samples, networks, choose: Pool, score: Pool, window: float, resolution: str, n_cuts: int) -> Bracket:
+def bracket(samples, networks: NetworkScores, choose: Pool, score: Pool, window: float,
+            resolution: str) -> Bracket:
     """Both references on ``score`` (per-mass cuts chosen on it, or on ``choose``),
     against Punzi-net's one cut chosen on ``samples``' training half."""
     masses = samples.masses
-    common = dict(centres_m2=masses**2, widths_m2=recoil_mass_squared_resolution(masses, resolution), window=window,
-                  luminosity=samples.luminosity)
-    signal_train, signal_test = samples.signal_train, samples.signal_test
 
-    def scans(net, background: dict, signal: dict):
-        score_of = lambda ev: punzi.logit_scores(net, ev)  # noqa: E731
-        cuts = punzi.cut_grid(score_of(signal_train), signal_train["weight"] > 0, n_cuts)
-        return punzi.scan_cuts(signal, score_of(signal), background, score_of(background), cuts=cuts, **common)
+    def scans(net: NetworkScores, background: dict, signal: dict) -> punzi.CutScan:
+        return punzi.scan_network(samples, net.score, net.cuts, signal, background, window, resolution)
 
-    bce_choose = scans(networks.bce, choose.events, signal_train)
-    bce_score = scans(networks.bce, score.events, signal_test)
-    pz_train = scans(networks.punzi, samples.background_train, signal_train)
-    pz_score = scans(networks.punzi, score.events, signal_test)
+    bce_choose = scans(networks.bce, choose.events, samples.signal_train)
+    bce_score = scans(networks.bce, score.events, samples.signal_test)
+    pz_train = scans(networks.punzi, samples.background_train, samples.signal_train)
+    pz_score = scans(networks.punzi, score.events, samples.signal_test)
     rows = np.arange(masses.size)
     inside = (masses >= 1.0) & (masses <= 6.0)
     one = pz_score.s_min[:, punzi.best_single_cut(pz_train)]
@@ -91,18 +109,14 @@ def bracket(samples, networks, choose: Pool, score: Pool, window: float, resolut
     one_in_range = pz_score.s_min[:, punzi.best_single_cut(pz_train._replace(s_min=pz_train.s_min[inside]))]
     best_in = punzi.best_cut_per_mass(bce_score)
     best_out = punzi.best_cut_per_mass(bce_choose)
-
-    def geometric_mean(ratio):
-        return float(np.exp(np.mean(np.log(ratio[inside]))))
-
     reference_in, reference_out = bce_score.s_min[rows, best_in], bce_score.s_min[rows, best_out]
     with np.errstate(invalid="ignore"):  # inf / inf where a cut keeps no signal of a mass (above 6.7 GeV)
-        in_sample, out_of_sample = one / reference_in, one / reference_out
-        in_sample_range, out_of_sample_range = one_in_range / reference_in, one_in_range / reference_out
-
-    return Bracket(choose.size, score.size, geometric_mean(in_sample), geometric_mean(out_of_sample),
+        ratios = [one / reference_in, one / reference_out, one_in_range / reference_in, one_in_range / reference_out]
+    in_sample, out_of_sample, in_sample_range, out_of_sample_range = (
+        punzi.geometric_mean_in_range(r, masses) for r in ratios)
+    return Bracket(choose.size, score.size, in_sample, out_of_sample,
                    float(np.mean(bce_score.background_mc[rows, best_in][inside] == 0)),
-                   geometric_mean(in_sample_range), geometric_mean(out_of_sample_range))
+                   in_sample_range, out_of_sample_range)
 
 
 def parse_overrides(settings: list[str]) -> dict:
@@ -139,10 +153,11 @@ def main(argv=None) -> list[Bracket]:
                                     config.templates.window_bins)
     one_x = Pool(samples.background_test, 1.0)
     more_a, more_b = Pool(more.background_train, args.scale), Pool(more.background_test, args.scale)
-    settings = dict(window=config.training.punzi_window, resolution=config.analysis.resolution, n_cuts=args.n_cuts)
+    scores = network_scores(samples, networks, args.n_cuts)
+    settings = dict(window=config.training.punzi_window, resolution=config.analysis.resolution)
     plan = [(more_a, one_x), (one_x, more_b), (more_a, more_b), (one_x, pooled(more_a, more_b)),
             (more_a, pooled(one_x, more_b)), (pooled(one_x, more_a), more_b)]
-    results = [bracket(samples, networks, choose, score, **settings) for choose, score in plan]
+    results = [bracket(samples, scores, choose, score, **settings) for choose, score in plan]
     print("Punzi-net one cut / BCE per-mass reference, geometric mean over 1–6 GeV; MC sizes in units of the "
           "shipped config's held-out half (L_eff ≈ L); networks trained once on the --samples training half")
     print(f"{'choose on':>10} {'score on':>9} {'in-sample':>10} {'out-of-sample':>14} {'optima with no MC':>18}"

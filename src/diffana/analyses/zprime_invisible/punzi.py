@@ -166,10 +166,17 @@ class PunziComparison(NamedTuple):
         return (self.masses >= mass_min) & (self.masses <= mass_max)
 
     def geometric_mean(self, ratio: np.ndarray, mass_min: float = 1.0, mass_max: float = 6.0) -> float:
-        """Geometric mean of a per-mass ``ratio`` over mass_min ≤ M ≤ mass_max (GeV)
-        (+inf if any is infinite: the one cut removes all of some mass' signal)."""
-        with np.errstate(divide="ignore"):
-            return float(np.exp(np.mean(np.log(ratio[self.in_range(mass_min, mass_max)]))))
+        """:func:`geometric_mean_in_range` of a per-mass ``ratio`` over these masses."""
+        return geometric_mean_in_range(ratio, self.masses, mass_min, mass_max)
+
+
+def geometric_mean_in_range(ratio, masses, mass_min: float = 1.0, mass_max: float = 6.0) -> float:
+    """Geometric mean of a per-mass ``ratio`` over the hypotheses with
+    mass_min ≤ M ≤ mass_max (GeV) (+inf if any is infinite: a cut removes all of some
+    mass' signal)."""
+    masses = np.asarray(masses)
+    with np.errstate(divide="ignore"):
+        return float(np.exp(np.mean(np.log(np.asarray(ratio)[(masses >= mass_min) & (masses <= mass_max)]))))
 
 
 def logit_scores(net, events: dict) -> np.ndarray:
@@ -185,18 +192,29 @@ def logit_scores(net, events: dict) -> np.ndarray:
     return np.asarray(net.logit(_flat(events, PUNZI_FEATURES)), dtype=np.float64).reshape(shape)
 
 
+def network_cut_grid(samples: AnalysisSamples, score: Callable, n_cuts: int) -> np.ndarray:
+    """One network's cut grid (:func:`cut_grid`) from its scores of the *training*
+    signal of ``samples`` (``score``: events dict → scores)."""
+    return cut_grid(score(samples.signal_train), samples.signal_train["weight"] > 0, n_cuts)
+
+
+def scan_network(samples: AnalysisSamples, score: Callable, cuts, signal: dict, background: dict, window: float,
+                 resolution: str = "published") -> CutScan:
+    """:func:`scan_cuts` of one network (``score``) on ``signal`` ((M, n) columns, row k
+    the hypothesis ``samples.masses[k]``) and ``background``, each hypothesis in its
+    window of ± ``window`` σ(M²_rec) of the ``resolution`` model, at ``samples``'
+    luminosity."""
+    return scan_cuts(signal, score(signal), background, score(background), samples.masses**2,
+                     recoil_mass_squared_resolution(samples.masses, resolution), window, cuts, samples.luminosity)
+
+
 def _scans(samples: AnalysisSamples, score: Callable, window: float, n_cuts: int,
            resolution: str = "published") -> tuple[CutScan, CutScan]:
     """(training scan, held-out scan) of one network, on one cut grid made from its
     training signal scores; windows from the ``resolution`` model's σ(M²_rec)."""
-    centres = samples.masses**2
-    widths = recoil_mass_squared_resolution(samples.masses, resolution)
-    s_train = score(samples.signal_train)
-    cuts = cut_grid(s_train, samples.signal_train["weight"] > 0, n_cuts)
-    common = dict(centres_m2=centres, widths_m2=widths, window=window, cuts=cuts, luminosity=samples.luminosity)
-    train = scan_cuts(samples.signal_train, s_train, samples.background_train, score(samples.background_train), **common)
-    test = scan_cuts(samples.signal_test, score(samples.signal_test), samples.background_test,
-                     score(samples.background_test), **common)
+    cuts = network_cut_grid(samples, score, n_cuts)
+    train = scan_network(samples, score, cuts, samples.signal_train, samples.background_train, window, resolution)
+    test = scan_network(samples, score, cuts, samples.signal_test, samples.background_test, window, resolution)
     return train, test
 
 
@@ -244,7 +262,7 @@ def train_networks(samples: AnalysisSamples, training, seed: int, resolution: st
                    window_bins: int = 20, punzi_temperature: float | None = None) -> TrainedNetworks:
     """Train (b) and (c) exactly as ``pipeline.run_analysis`` does: ``training`` is
     the config's ``[training]`` section; the training masses are ``training.n_masses``
-    hypotheses evenly picked from the scan; ``resolution``: the σ(M²_rec) model of the
+    hypotheses of the scan, spread by ``training.hypothesis_spacing``; ``resolution``: the σ(M²_rec) model of the
     Punzi windows (config ``analysis.resolution``); ``window_bins``: the template
     window (config ``templates.window_bins``), which bounds the training windows;
     ``punzi_temperature``: T of the Punzi loss' soft efficiencies sigmoid(logit/T)
