@@ -24,7 +24,8 @@ import numpy as np
 
 import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible import punzi
-from diffana.analyses.zprime_invisible.config import load_config
+from diffana.analyses.zprime_invisible.config import load_config, parse_overrides
+from diffana.errors import ConfigError
 from diffana.analyses.zprime_invisible.samples import make_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,10 +126,18 @@ def main(argv=None) -> punzi.PunziComparison:
                         help="generate this many times the config's background MC events per process (narrows the "
                              "MC-statistical bracket of the per-mass optimum; time and memory scale with it)")
     parser.add_argument("--hypothesis-spacing", choices=("scan", "mass"), default=None,
-                        help="training hypotheses evenly in scan index or in mass (default: the config's)")
+                        help="training hypotheses evenly in scan index or in mass (default: the config's; "
+                             "shorthand for --set training.hypothesis_spacing='\"mass\"')")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value (TOML syntax), e.g. training.n_masses=24; repeatable")
     args = parser.parse_args(argv)
-    overrides = {"training": {"hypothesis_spacing": args.hypothesis_spacing}} if args.hypothesis_spacing else None
-    config = load_config(args.config, quick=args.quick, overrides=overrides)
+    try:
+        overrides = parse_overrides(args.set)
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None
+    if args.hypothesis_spacing:
+        overrides.setdefault("training", {})["hypothesis_spacing"] = args.hypothesis_spacing
+    config = load_config(args.config, quick=args.quick, overrides=overrides or None)
     if args.mc_scale != 1.0:
         config = scaled_background_mc(config, args.mc_scale)
     t0 = time.perf_counter()

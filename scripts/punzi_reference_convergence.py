@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import tomllib
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -33,7 +32,8 @@ import numpy as np
 
 import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible import punzi
-from diffana.analyses.zprime_invisible.config import load_config
+from diffana.analyses.zprime_invisible.config import load_config, parse_overrides
+from diffana.errors import ConfigError
 
 
 class Pool(NamedTuple):
@@ -119,18 +119,6 @@ def bracket(samples, networks: NetworkScores, choose: Pool, score: Pool, window:
                    in_sample_range, out_of_sample_range)
 
 
-def parse_overrides(settings: list[str]) -> dict:
-    """``["training.n_masses=24", ...]`` → ``{"training": {"n_masses": 24}}`` (values in TOML syntax)."""
-    overrides: dict = {}
-    for setting in settings:
-        path, _, value = setting.partition("=")
-        section, _, key = path.partition(".")
-        if not (section and key and value):
-            raise SystemExit(f"--set {setting!r}: expected SECTION.KEY=VALUE")
-        overrides.setdefault(section, {})[key] = tomllib.loads(f"v = {value}")["v"]
-    return overrides
-
-
 def main(argv=None) -> list[Bracket]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=Path, required=True, help="pickled samples (punzi_net_reproduction.py "
@@ -146,7 +134,11 @@ def main(argv=None) -> list[Bracket]:
                         help="override a config value (TOML syntax), e.g. training.hypothesis_spacing='\"mass\"' "
                              "or training.n_masses=24; repeatable")
     args = parser.parse_args(argv)
-    config = load_config(args.config, quick=args.quick, overrides=parse_overrides(args.set) or None)
+    try:
+        overrides = parse_overrides(args.set)
+    except ConfigError as error:
+        raise SystemExit(f"error: {error}") from None
+    config = load_config(args.config, quick=args.quick, overrides=overrides or None)
     samples = pickle.loads(args.samples.read_bytes())
     more = pickle.loads(args.more_samples.read_bytes())
     networks = punzi.train_networks(samples, config.training, args.seed, config.analysis.resolution,

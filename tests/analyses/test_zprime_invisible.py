@@ -98,6 +98,17 @@ def test_branch_map_that_does_not_match_is_refused(root_files):
         cfg.load_config(_write(root_files, text, "d.toml"))
 
 
+def test_command_line_overrides_parse_as_toml_and_reach_the_config():
+    overrides = cfg.parse_overrides(['training.hypothesis_spacing="mass"', "training.n_masses=24"])
+    assert overrides == {"training": {"hypothesis_spacing": "mass", "n_masses": 24}}
+    config = cfg.load_config("belle2_2019_2020", quick=True, overrides=overrides)
+    assert config.training.hypothesis_spacing == "mass" and config.training.n_masses == 24
+    with pytest.raises(cfg.ConfigError, match="expected SECTION.KEY=VALUE"):
+        cfg.parse_overrides(["n_masses=24"])
+    with pytest.raises(cfg.ConfigError, match="not a TOML value"):
+        cfg.parse_overrides(["training.hypothesis_spacing=mass"])  # unquoted string
+
+
 def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     # through the installed console script: the exit code and stderr a user sees
     script = Path(sys.executable).with_name("diffana")

@@ -253,6 +253,25 @@ def resolve_config_path(path_or_name: str | Path | None) -> Path:
     return path
 
 
+def parse_overrides(settings) -> dict:
+    """Command-line overrides ``["training.n_masses=24", 'training.hypothesis_spacing="mass"']``
+    → ``{"training": {"n_masses": 24, "hypothesis_spacing": "mass"}}`` for
+    :func:`load_config` (values in TOML syntax, so strings keep their quotes).
+    Raises :class:`ConfigError` naming the setting that is not ``SECTION.KEY=VALUE``."""
+    overrides: dict = {}
+    for setting in settings:
+        path, _, value = setting.partition("=")
+        section, _, key = path.partition(".")
+        if not (section and key and value):
+            raise ConfigError(f"override {setting!r}: expected SECTION.KEY=VALUE")
+        try:
+            overrides.setdefault(section, {})[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            raise ConfigError(f"override {setting!r}: {value!r} is not a TOML value "
+                              "(quote strings: training.hypothesis_spacing='\"mass\"')") from None
+    return overrides
+
+
 def load_config(path_or_name: str | Path | None = None, *, quick: bool = False, overrides: dict | None = None) -> Config:
     """Read, merge (``[quick]`` when ``quick``, then ``overrides``) and validate a config.
 

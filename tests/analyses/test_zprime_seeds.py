@@ -100,7 +100,7 @@ def test_bad_inputs_are_named(tmp_path):
 
 
 def test_script_prints_every_range_and_fails_cleanly(tmp_path, capsys):
-    script = Path(__file__).resolve().parents[1] / "scripts" / "zprime_seed_table.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "zprime_seed_table.py"
     main = runpy.run_path(str(script))["main"]
     folders = [str(write_run(tmp_path / f"r{s}", s, limits_scaled(10.0 + s, (1.0, 0.9, 0.8, 0.2)))) for s in (1, 2)]
     assert main(folders + ["--json", str(tmp_path / "out.json")]) == 0
