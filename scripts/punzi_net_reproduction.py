@@ -26,7 +26,7 @@ import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible import punzi
 from diffana.analyses.zprime_invisible.config import load_config, parse_overrides
 from diffana.errors import ConfigError
-from diffana.analyses.zprime_invisible.samples import make_samples
+from diffana.analyses.zprime_invisible.samples import at_luminosity, make_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,6 +130,9 @@ def main(argv=None) -> punzi.PunziComparison:
                              "shorthand for --set training.hypothesis_spacing='\"mass\"')")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config value (TOML syntax), e.g. training.n_masses=24; repeatable")
+    parser.add_argument("--luminosity", type=float, default=None,
+                        help="rescale the samples' weights to this luminosity (fb⁻¹; same MC events, so the "
+                             "MC-to-data ratio grows as it falls): the comparison's dependence on the background level")
     args = parser.parse_args(argv)
     try:
         overrides = parse_overrides(args.set)
@@ -142,6 +145,8 @@ def main(argv=None) -> punzi.PunziComparison:
         config = scaled_background_mc(config, args.mc_scale)
     t0 = time.perf_counter()
     samples = load_samples(config, args.seed, args.samples_cache)
+    if args.luminosity is not None:
+        samples = at_luminosity(samples, args.luminosity)
     t1 = time.perf_counter()
     resolution = config.analysis.resolution
     nets = punzi.train_networks(samples, config.training, args.seed, resolution, config.templates.window_bins,
@@ -154,7 +159,8 @@ def main(argv=None) -> punzi.PunziComparison:
           f"window ±{config.training.punzi_window} resolutions, a = {punzi.PUNZI_A}, b = {punzi.PUNZI_B}, "
           f"L = {samples.luminosity} fb⁻¹")
     print_table(comparison)
-    plot(comparison, args.plot, f"{args.config}{' --quick' if args.quick else ''}, seed {args.seed}")
+    luminosity = f", L = {args.luminosity:g} fb⁻¹" if args.luminosity is not None else ""
+    plot(comparison, args.plot, f"{args.config}{' --quick' if args.quick else ''}, seed {args.seed}{luminosity}")
     print(f"wrote {args.plot}")
     return comparison
 

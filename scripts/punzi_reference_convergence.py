@@ -33,6 +33,7 @@ import numpy as np
 import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible import punzi
 from diffana.analyses.zprime_invisible.config import load_config, parse_overrides
+from diffana.analyses.zprime_invisible.samples import at_luminosity
 from diffana.errors import ConfigError
 
 
@@ -130,6 +131,9 @@ def main(argv=None) -> list[Bracket]:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--config", default="belle2_2019_2020")
     parser.add_argument("--n-cuts", type=int, default=400)
+    parser.add_argument("--luminosity", type=float, default=None,
+                        help="rescale every sample's weights to this luminosity (fb⁻¹): the same MC then stands for "
+                             "less data (samples.at_luminosity)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config value (TOML syntax), e.g. training.hypothesis_spacing='\"mass\"' "
                              "or training.n_masses=24; repeatable")
@@ -141,6 +145,8 @@ def main(argv=None) -> list[Bracket]:
     config = load_config(args.config, quick=args.quick, overrides=overrides or None)
     samples = pickle.loads(args.samples.read_bytes())
     more = pickle.loads(args.more_samples.read_bytes())
+    if args.luminosity is not None:
+        samples, more = at_luminosity(samples, args.luminosity), at_luminosity(more, args.luminosity)
     networks = punzi.train_networks(samples, config.training, args.seed, config.analysis.resolution,
                                     config.templates.window_bins)
     one_x = Pool(samples.background_test, 1.0)

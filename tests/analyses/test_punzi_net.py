@@ -208,3 +208,35 @@ def test_training_hypotheses_spread_evenly_in_mass_or_in_scan_index():
     assert np.sum(masses[by_index] < 4.0) == 1 and np.sum(masses[by_mass] < 4.0) == 2
     with pytest.raises(ValueError, match="hypothesis spacing"):
         cuts.spread_hypotheses(masses, 5, "log")
+
+
+def test_samples_at_another_luminosity_keep_efficiencies_and_scale_every_count():
+    """``at_luminosity`` multiplies background (events) and signal (ε·L) weights by the
+    luminosity ratio: the comparison's efficiencies stay, its background counts scale,
+    and s_min follows Punzi's formula at the new L, not a plain 1/L."""
+    from diffana.analyses.zprime_invisible.samples import AnalysisSamples, at_luminosity
+    from diffana.errors import ConfigError
+
+    signal, s_score, background, b_score = _window_toy()
+    signal = dict(signal, score=s_score)
+    background = dict(background, score=b_score * 0 + 0.9)  # every background event passes the cut
+    samples = AnalysisSamples(masses=np.array([1.0, 3.0]), background_train=background, background_test=background,
+                              signal_train=signal, signal_test=signal, pseudo_data={"x": 1}, luminosity=79.7,
+                              generated={})
+    low = at_luminosity(samples, 7.97)
+    assert low.luminosity == 7.97 and low.pseudo_data is None
+    np.testing.assert_allclose(low.background_test["weight"], 0.1 * background["weight"])
+    np.testing.assert_allclose(low.signal_train["weight"], 0.1 * signal["weight"])
+    assert samples.background_test["weight"] is background["weight"]  # the input is untouched
+    score = lambda ev: np.asarray(ev["score"])  # noqa: E731
+    scan_high = punzi.scan_network(samples, score, np.array([0.85]), samples.signal_test, samples.background_test,
+                                   2.0, "published")
+    scan_low = punzi.scan_network(low, score, np.array([0.85]), low.signal_test, low.background_test, 2.0,
+                                  "published")
+    assert np.all(scan_high.background > 0) and np.all(scan_high.efficiency > 0)
+    np.testing.assert_allclose(scan_low.efficiency, scan_high.efficiency)
+    np.testing.assert_allclose(scan_low.background, 0.1 * scan_high.background)
+    np.testing.assert_allclose(scan_low.s_min, punzi.punzi_s_min(scan_high.efficiency, 0.1 * scan_high.background,
+                                                                  7.97))
+    with pytest.raises(ConfigError, match="luminosity must be > 0"):
+        at_luminosity(samples, 0.0)

@@ -9,6 +9,7 @@ the POI σ (fb) gives expected events.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from diffana.analyses.zprime_invisible.names import (
     RESOLUTION_MODELS,
     TAU_PLANE_FEATURES,
 )
+from diffana.errors import ConfigError
 from diffana.physics import features as _features
 
 RESOLUTION_MASSES = np.array([0.1, 0.5, 1.0, 1.3, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
@@ -101,6 +103,27 @@ class AnalysisSamples:
     pseudo_data: dict
     luminosity: float
     generated: dict
+
+
+def at_luminosity(samples: AnalysisSamples, luminosity: float) -> AnalysisSamples:
+    """The same MC events with every weight rescaled to ``luminosity`` (fb⁻¹).
+
+    Background weights (expected events) and signal weights (ε·L) are both ∝ L, so
+    efficiencies are unchanged while every background count scales; the same MC then
+    stands for less data, i.e. the MC-to-data ratio grows as L falls. The pseudo-data
+    (Poisson counts drawn at the old luminosity) cannot be rescaled and are dropped
+    (``None``): for studies of the selection, not for fits to pseudo-data."""
+    if not luminosity > 0:
+        raise ConfigError(f"luminosity must be > 0 fb⁻¹, got {luminosity!r}")
+    ratio = luminosity / samples.luminosity
+
+    def scaled(sample: dict) -> dict:
+        return {**sample, "weight": np.asarray(sample["weight"]) * ratio}
+
+    return dataclasses.replace(samples, luminosity=float(luminosity), pseudo_data=None,
+                               background_train=scaled(samples.background_train),
+                               background_test=scaled(samples.background_test),
+                               signal_train=scaled(samples.signal_train), signal_test=scaled(samples.signal_test))
 
 
 def _keep(sample: dict, mask: np.ndarray) -> dict:
