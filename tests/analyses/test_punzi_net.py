@@ -229,9 +229,9 @@ def test_samples_at_another_luminosity_keep_efficiencies_and_scale_every_count()
     np.testing.assert_allclose(low.signal_train["weight"], 0.1 * signal["weight"])
     assert samples.background_test["weight"] is background["weight"]  # the input is untouched
     score = lambda ev: np.asarray(ev["score"])  # noqa: E731
-    scan_high = punzi.scan_network(samples, score, np.array([0.85]), samples.signal_test, samples.background_test,
+    scan_high = punzi.scan_network(samples, score, np.array([0.5]), samples.signal_test, samples.background_test,
                                    2.0, "published")
-    scan_low = punzi.scan_network(low, score, np.array([0.85]), low.signal_test, low.background_test, 2.0,
+    scan_low = punzi.scan_network(low, score, np.array([0.5]), low.signal_test, low.background_test, 2.0,
                                   "published")
     assert np.all(scan_high.background > 0) and np.all(scan_high.efficiency > 0)
     np.testing.assert_allclose(scan_low.efficiency, scan_high.efficiency)
