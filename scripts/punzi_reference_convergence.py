@@ -107,7 +107,7 @@ def bracket(samples, networks: NetworkScores, choose: Pool, score: Pool, window:
     inside = (masses >= 1.0) & (masses <= 6.0)
     one = pz_score.s_min[:, punzi.best_single_cut(pz_train)]
     # a diagnostic, not the paper's criterion: the one cut chosen for the 1–6 GeV masses alone
-    one_in_range = pz_score.s_min[:, punzi.best_single_cut(pz_train._replace(s_min=pz_train.s_min[inside]))]
+    one_in_range = pz_score.s_min[:, punzi.best_single_cut(pz_train, inside)]
     best_in = punzi.best_cut_per_mass(bce_score)
     best_out = punzi.best_cut_per_mass(bce_choose)
     reference_in, reference_out = bce_score.s_min[rows, best_in], bce_score.s_min[rows, best_out]
