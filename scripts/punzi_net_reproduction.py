@@ -25,8 +25,8 @@ import numpy as np
 import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible import punzi
 from diffana.analyses.zprime_invisible.config import load_config, parse_overrides
-from diffana.errors import ConfigError
 from diffana.analyses.zprime_invisible.samples import at_luminosity, make_samples
+from diffana.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,13 +134,11 @@ def main(argv=None) -> punzi.PunziComparison:
                         help="rescale the samples' weights to this luminosity (fb⁻¹; same MC events, so the "
                              "MC-to-data ratio grows as it falls): the comparison's dependence on the background level")
     args = parser.parse_args(argv)
-    try:
-        overrides = parse_overrides(args.set)
+    settings = args.set + ([f'training.hypothesis_spacing="{args.hypothesis_spacing}"'] if args.hypothesis_spacing else [])
+    try:  # a bad override or config value: one line, not a traceback
+        config = load_config(args.config, quick=args.quick, overrides=parse_overrides(settings) or None)
     except ConfigError as error:
         raise SystemExit(f"error: {error}") from None
-    if args.hypothesis_spacing:
-        overrides.setdefault("training", {})["hypothesis_spacing"] = args.hypothesis_spacing
-    config = load_config(args.config, quick=args.quick, overrides=overrides or None)
     if args.mc_scale != 1.0:
         config = scaled_background_mc(config, args.mc_scale)
     t0 = time.perf_counter()

@@ -104,7 +104,7 @@ def bracket(samples, networks: NetworkScores, choose: Pool, score: Pool, window:
     pz_train = scans(networks.punzi, samples.background_train, samples.signal_train)
     pz_score = scans(networks.punzi, score.events, samples.signal_test)
     rows = np.arange(masses.size)
-    inside = (masses >= 1.0) & (masses <= 6.0)
+    inside = punzi.masses_in_range(masses, 1.0, 6.0)
     one = pz_score.s_min[:, punzi.best_single_cut(pz_train)]
     # a diagnostic, not the paper's criterion: the one cut chosen for the 1–6 GeV masses alone
     one_in_range = pz_score.s_min[:, punzi.best_single_cut(pz_train, inside)]
@@ -138,11 +138,10 @@ def main(argv=None) -> list[Bracket]:
                         help="override a config value (TOML syntax), e.g. training.hypothesis_spacing='\"mass\"' "
                              "or training.n_masses=24; repeatable")
     args = parser.parse_args(argv)
-    try:
-        overrides = parse_overrides(args.set)
+    try:  # a bad override or config value: one line, not a traceback
+        config = load_config(args.config, quick=args.quick, overrides=parse_overrides(args.set) or None)
     except ConfigError as error:
         raise SystemExit(f"error: {error}") from None
-    config = load_config(args.config, quick=args.quick, overrides=overrides or None)
     samples = pickle.loads(args.samples.read_bytes())
     more = pickle.loads(args.more_samples.read_bytes())
     if args.luminosity is not None:

@@ -51,6 +51,8 @@ def test_scan_finds_the_known_best_cut_per_mass_and_the_single_cut():
     np.testing.assert_array_equal(punzi.best_cut_per_mass(scan), [1, 2])
     # one cut for both: 0.75 (0.9 removes all of mass 0's signal)
     assert punzi.best_single_cut(scan) == 2
+    # both ends of a mass range are included (the paper's 1–6 GeV)
+    assert punzi.masses_in_range([0.5, 1.0, 6.0, 6.5], 1.0, 6.0).tolist() == [False, True, True, False]
     # the mean over one mass alone: mass 0's first best cut (0.5), mass 1's (0.75)
     assert punzi.best_single_cut(scan, [True, False]) == 1
     assert punzi.best_single_cut(scan, [False, True]) == 2

@@ -168,21 +168,26 @@ class PunziComparison(NamedTuple):
         return float(np.max(self.ratio[self.in_range(mass_min, mass_max)]))
 
     def in_range(self, mass_min: float = 1.0, mass_max: float = 6.0) -> np.ndarray:
-        """(M,) bool: the hypotheses with mass_min ≤ M ≤ mass_max (GeV)."""
-        return (self.masses >= mass_min) & (self.masses <= mass_max)
+        """:func:`masses_in_range` of these hypotheses."""
+        return masses_in_range(self.masses, mass_min, mass_max)
 
     def geometric_mean(self, ratio: np.ndarray, mass_min: float = 1.0, mass_max: float = 6.0) -> float:
         """:func:`geometric_mean_in_range` of a per-mass ``ratio`` over these masses."""
         return geometric_mean_in_range(ratio, self.masses, mass_min, mass_max)
 
 
-def geometric_mean_in_range(ratio, masses, mass_min: float = 1.0, mass_max: float = 6.0) -> float:
-    """Geometric mean of a per-mass ``ratio`` over the hypotheses with
-    mass_min ≤ M ≤ mass_max (GeV) (+inf if any is infinite: a cut removes all of some
-    mass' signal)."""
+def masses_in_range(masses, mass_min: float = 1.0, mass_max: float = 6.0) -> np.ndarray:
+    """(M,) bool: the hypotheses with mass_min ≤ M ≤ mass_max (GeV; both ends
+    included, the paper's 1–6 GeV)."""
     masses = np.asarray(masses)
+    return (masses >= mass_min) & (masses <= mass_max)
+
+
+def geometric_mean_in_range(ratio, masses, mass_min: float = 1.0, mass_max: float = 6.0) -> float:
+    """Geometric mean of a per-mass ``ratio`` over :func:`masses_in_range` (+inf if any
+    is infinite: a cut removes all of some mass' signal)."""
     with np.errstate(divide="ignore"):
-        return float(np.exp(np.mean(np.log(np.asarray(ratio)[(masses >= mass_min) & (masses <= mass_max)]))))
+        return float(np.exp(np.mean(np.log(np.asarray(ratio)[masses_in_range(masses, mass_min, mass_max)]))))
 
 
 def logit_scores(net, events: dict) -> np.ndarray:
