@@ -124,7 +124,9 @@ def main(argv=None) -> punzi.PunziComparison:
                         help="T of the Punzi loss' soft efficiencies (default: the pipeline's, 0.1)")
     parser.add_argument("--mc-scale", type=float, default=1.0,
                         help="generate this many times the config's background MC events per process (narrows the "
-                             "MC-statistical bracket of the per-mass optimum; time and memory scale with it)")
+                             "MC-statistical bracket of the per-mass optimum; time and memory scale with it). At the "
+                             "same --seed the scaled sample repeats the 1× sample's generation batches: it is not "
+                             "independent of it (independent extra MC: scripts/zprime_background_store.py)")
     parser.add_argument("--hypothesis-spacing", choices=("scan", "mass"), default=None,
                         help="training hypotheses evenly in scan index or in mass (default: the config's; "
                              "shorthand for --set training.hypothesis_spacing='\"mass\"')")

@@ -7,23 +7,26 @@ that sample's MC runs out); chosen on an independent sample, it is biased high (
 tuned to another sample's fluctuations). The ratio Punzi-net one cut / per-mass
 optimum of infinite MC lies between the two. This script trains both networks once,
 on the ``--samples`` training half (as the pipeline does), and scores them on
-independent background samples of growing size — the held-out half of ``--samples``
-(1×) and both halves of ``--more-samples`` (made with ``--mc-scale k``: k× each) —
+independent background MC of growing size — the held-out half of ``--samples`` (1×)
+and the two halves A and B of the chunks of a background store
+(``scripts/zprime_background_store.py``; each chunk is 2×: a whole sample, unsplit) —
 to show the bracket narrowing with the MC alone, the networks and the one cut fixed.
 
     python scripts/punzi_net_reproduction.py --seed 1 --samples-cache full1.pkl
-    python scripts/punzi_net_reproduction.py --seed 1 --mc-scale 4 --samples-cache full1_x4.pkl
-    python scripts/punzi_reference_convergence.py --samples full1.pkl --more-samples full1_x4.pkl --scale 4
-    python scripts/punzi_reference_convergence.py ... --set 'training.hypothesis_spacing="mass"'
+    python scripts/zprime_background_store.py --dir store --seeds 1001-1016
+    python scripts/punzi_reference_convergence.py --samples full1.pkl --store store --store-seeds 1001-1016
 
-Units: s_min in fb; every background sample's weights sum to the expected events at
-the analysis luminosity, so a pool of samples is weighted by 1/(number pooled)
-(per unit of MC statistics).
+The store's seeds must differ from ``--seed`` (else its chunks are the very events of
+``--samples``; refused). Units: s_min in fb; every background pool's weights sum to the
+expected events at the analysis luminosity, so a pool of samples is weighted by its
+share of the MC statistics.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import operator
 import pickle
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -31,32 +34,75 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 import diffana  # noqa: F401  (float64)
-from diffana.analyses.zprime_invisible import punzi
+from diffana.analyses.zprime_invisible import background_store, punzi
 from diffana.analyses.zprime_invisible.config import load_config, parse_overrides
-from diffana.analyses.zprime_invisible.samples import at_luminosity
+from diffana.analyses.zprime_invisible.samples import AnalysisSamples, at_luminosity
 from diffana.errors import ConfigError
+
+SCORED_COLUMNS = ("recoil_mass_squared", "weight", "bce", "punzi")
+"""What the comparison needs of an event once both networks have scored it."""
+
+CHUNK_SIZE = 2.0
+"""MC size of one store chunk in units of one 1× half: a whole sample, unsplit."""
 
 
 class Pool(NamedTuple):
-    """A background sample standing for the luminosity once: columns and MC size
+    """A background sample standing for the luminosity once: scored columns and MC size
     in units of one 1× half."""
 
     events: dict
     size: float
 
 
-def pooled(a: Pool, b: Pool) -> Pool:
-    """The union of two samples, each weighted by its share of the MC statistics."""
-    total = a.size + b.size
-    events = {key: np.concatenate([np.asarray(a.events[key]), np.asarray(b.events[key])]) for key in a.events
-              if key in b.events}
-    events["weight"] = np.concatenate([np.asarray(a.events["weight"]) * a.size / total,
-                                       np.asarray(b.events["weight"]) * b.size / total])
+def pooled(pools: list[Pool]) -> Pool:
+    """The union of samples, each weighted by its share of the MC statistics."""
+    total = sum(p.size for p in pools)
+    events = {key: np.concatenate([np.asarray(p.events[key]) for p in pools]) for key in SCORED_COLUMNS}
+    events["weight"] = np.concatenate([np.asarray(p.events["weight"]) * p.size / total for p in pools])
     return Pool(events, total)
 
 
+class TrainedScorer(NamedTuple):
+    """Both networks as score functions (events dict → logits, shape of the columns)."""
+
+    bce: Callable
+    punzi: Callable
+
+
+def scored(events: dict, scorer: TrainedScorer) -> dict:
+    """``events`` reduced to :data:`SCORED_COLUMNS`: M²_rec, weight and both logits."""
+    return {"recoil_mass_squared": np.asarray(events["recoil_mass_squared"]),
+            "weight": np.asarray(events["weight"], np.float64),
+            "bce": scorer.bce(events), "punzi": scorer.punzi(events)}
+
+
+def scored_samples(samples: AnalysisSamples, scorer: TrainedScorer) -> AnalysisSamples:
+    """``samples`` with every event set reduced to its scored columns."""
+    return dataclasses.replace(
+        samples, background_train=scored(samples.background_train, scorer),
+        background_test=scored(samples.background_test, scorer),
+        signal_train=scored(samples.signal_train, scorer), signal_test=scored(samples.signal_test, scorer))
+
+
+def store_pools(chunks, scorer: TrainedScorer, luminosity: float) -> list[Pool]:
+    """Each of the store ``chunks`` (read one at a time) scored, its weights rescaled to
+    ``luminosity`` (fb⁻¹)."""
+    pools = []
+    for chunk in chunks:
+        events = scored(chunk.events, scorer)
+        events["weight"] = events["weight"] * (luminosity / chunk.settings.luminosity)
+        pools.append(Pool(events, CHUNK_SIZE))
+    return pools
+
+
+def doubling(n: int) -> list[int]:
+    """1, 2, 4, … up to ``n``, and ``n`` itself: the pool sizes (in chunks) of the table."""
+    sizes = [k for k in (2**i for i in range(n.bit_length())) if k <= n]
+    return sizes if sizes[-1] == n else [*sizes, n]
+
+
 class NetworkScore(NamedTuple):
-    """One network's score function (events dict → logits) and its cut grid."""
+    """One network's score (scored events dict → logits) and its cut grid."""
 
     score: Callable
     cuts: np.ndarray
@@ -69,13 +115,14 @@ class NetworkScores(NamedTuple):
     punzi: NetworkScore
 
 
-def network_scores(samples, networks: punzi.TrainedNetworks, n_cuts: int) -> NetworkScores:
-    """Both networks' logit scores, each with its cut grid from ``samples``' training signal."""
-    def scored(net) -> NetworkScore:
-        score = lambda ev: punzi.logit_scores(net, ev)  # noqa: E731
+def network_scores(samples: AnalysisSamples, n_cuts: int) -> NetworkScores:
+    """Both networks' logit columns of scored ``samples``, each with its cut grid from
+    the training signal."""
+    def column(name: str) -> NetworkScore:
+        score = operator.itemgetter(name)
         return NetworkScore(score, punzi.network_cut_grid(samples, score, n_cuts))
 
-    return NetworkScores(scored(networks.bce), scored(networks.punzi))
+    return NetworkScores(column("bce"), column("punzi"))
 
 
 class Bracket(NamedTuple):
@@ -120,14 +167,22 @@ def bracket(samples, networks: NetworkScores, choose: Pool, score: Pool, window:
                    in_sample_range, out_of_sample_range)
 
 
+def split_seeds(seeds: list[int]) -> tuple[list[int], list[int]]:
+    """The store's chunks in two halves, A and B (A gets the extra one of an odd count)."""
+    half = -(-len(seeds) // 2)
+    if half == 0 or half == len(seeds):
+        raise ConfigError(f"the store comparison needs at least 2 chunk seeds, got {seeds}")
+    return seeds[:half], seeds[half:]
+
+
 def main(argv=None) -> list[Bracket]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=Path, required=True, help="pickled samples (punzi_net_reproduction.py "
                         "--samples-cache): the networks train on its training half")
-    parser.add_argument("--more-samples", type=Path, required=True,
-                        help="pickled samples of the same config and seed made with --mc-scale SCALE")
-    parser.add_argument("--scale", type=float, required=True, help="the --mc-scale of --more-samples")
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--store", type=Path, required=True,
+                        help="background store directory (scripts/zprime_background_store.py, same config)")
+    parser.add_argument("--store-seeds", required=True, help="its chunk seeds, N-M; split into halves A and B")
+    parser.add_argument("--seed", type=int, default=1, help="the seed --samples was made with (trains the networks)")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--config", default="belle2_2019_2020")
     parser.add_argument("--n-cuts", type=int, default=400)
@@ -138,25 +193,41 @@ def main(argv=None) -> list[Bracket]:
                         help="override a config value (TOML syntax), e.g. training.hypothesis_spacing='\"mass\"' "
                              "or training.n_masses=24; repeatable")
     args = parser.parse_args(argv)
-    try:  # a bad override or config value: one line, not a traceback
+    try:  # a bad override, config value or store: one line, not a traceback
         config = load_config(args.config, quick=args.quick, overrides=parse_overrides(args.set) or None)
+        seeds_a, seeds_b = split_seeds(background_store.parse_seeds(args.store_seeds))
+        background_store.check_independent(seeds_a + seeds_b, [args.seed])
+        return run(config, args, seeds_a, seeds_b)
     except ConfigError as error:
         raise SystemExit(f"error: {error}") from None
+
+
+def run(config, args, seeds_a: list[int], seeds_b: list[int]) -> list[Bracket]:
+    """Train, score every pool and print the bracket table."""
     samples = pickle.loads(args.samples.read_bytes())
-    more = pickle.loads(args.more_samples.read_bytes())
     if args.luminosity is not None:
-        samples, more = at_luminosity(samples, args.luminosity), at_luminosity(more, args.luminosity)
+        samples = at_luminosity(samples, args.luminosity)
     networks = punzi.train_networks(samples, config.training, args.seed, config.analysis.resolution,
                                     config.templates.window_bins)
-    one_x = Pool(samples.background_test, 1.0)
-    more_a, more_b = Pool(more.background_train, args.scale), Pool(more.background_test, args.scale)
-    scores = network_scores(samples, networks, args.n_cuts)
+    scorer = TrainedScorer(lambda ev: punzi.logit_scores(networks.bce, ev),
+                           lambda ev: punzi.logit_scores(networks.punzi, ev))
+    reduced = scored_samples(samples, scorer)
+    luminosity = samples.luminosity
+    one_x = Pool(reduced.background_test, 1.0)
+    chunks_a = store_pools(background_store.read_store(args.store, seeds_a, config), scorer, luminosity)
+    chunks_b = store_pools(background_store.read_store(args.store, seeds_b, config), scorer, luminosity)
+    scores = network_scores(reduced, args.n_cuts)
     settings = dict(window=config.training.punzi_window, resolution=config.analysis.resolution)
-    plan = [(more_a, one_x), (one_x, more_b), (more_a, more_b), (one_x, pooled(more_a, more_b)),
-            (more_a, pooled(one_x, more_b)), (pooled(one_x, more_a), more_b)]
-    results = [bracket(samples, scores, choose, score, **settings) for choose, score in plan]
-    print("Punzi-net one cut / BCE per-mass reference, geometric mean over 1–6 GeV; MC sizes in units of the "
-          "shipped config's held-out half (L_eff ≈ L); networks trained once on the --samples training half")
+    # A and B grow together (the first k chunks of each), each choosing for the other
+    plan = [(one_x, pooled(chunks_b[:1]))]
+    for k in doubling(min(len(chunks_a), len(chunks_b))):
+        pool_a, pool_b = pooled(chunks_a[:k]), pooled(chunks_b[:k])
+        plan += [(pool_a, pool_b), (pool_b, pool_a)]
+    plan.append((pooled(chunks_a), one_x))
+    results = [bracket(reduced, scores, choose, score, **settings) for choose, score in plan]
+    print(f"Punzi-net one cut / BCE per-mass reference, geometric mean over 1–6 GeV; L = {luminosity:g} fb⁻¹; MC "
+          f"sizes in units of the config's held-out half (1×); store chunks A = {seeds_a}, B = {seeds_b}; networks "
+          "trained once on the --samples training half")
     print(f"{'choose on':>10} {'score on':>9} {'in-sample':>10} {'out-of-sample':>14} {'optima with no MC':>18}"
           f"   | one cut chosen on 1–6 GeV only: {'in-sample':>10} {'out-of-sample':>14}")
     for r in results:

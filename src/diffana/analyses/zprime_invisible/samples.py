@@ -151,7 +151,9 @@ def _pad_stack(samples: list[dict]) -> dict:
     return out
 
 
-def _concatenate(samples: dict[str, dict]) -> dict:
+def concatenate_processes(samples: dict[str, dict]) -> dict:
+    """One background sample from ``{process: sample}``, with the ``process`` label
+    column (``generator.PROCESS_LABELS``)."""
     from diffana.physics.generator import PROCESS_LABELS
 
     out = {k: np.concatenate([s[k] for s in samples.values()]) for k in next(iter(samples.values()))}
@@ -180,6 +182,14 @@ def background_event_count(config: Config, process: str) -> int:
     if it names the process, else ``background_events``."""
     s = config.samples
     return int(s.process_events.get(process, s.background_events))
+
+
+def background_seed(seed: int, process_index: int) -> int:
+    """The generator seed of background process ``process_index`` (its place in
+    ``BACKGROUND_PROCESSES``) in the samples of ``seed``: distinct for every (seed,
+    process) with fewer than 100 processes. Shared with :mod:`.background_store`, whose
+    chunk of seed s is the background of ``make_samples(config, s)``."""
+    return seed * 100 + process_index
 
 
 def generate_preselected(process: str, luminosity: float, n_events: int, seed: int, bias: bool,
@@ -231,12 +241,13 @@ def make_samples(config: Config, seed: int, progress: Callable[[str, float], Non
         else:
             t0 = time.perf_counter()
             n_events = background_event_count(config, process)
-            backgrounds[process] = generate_preselected(process, a.luminosity, n_events, seed * 100 + process_index,
-                                                        s.bias, a.min_muon_delta_phi)
+            backgrounds[process] = generate_preselected(process, a.luminosity, n_events,
+                                                        background_seed(seed, process_index), s.bias,
+                                                        a.min_muon_delta_phi)
             generated[process] = n_events
             generation_seconds[process] = time.perf_counter() - t0
         done += 1
-    background = _concatenate(backgrounds)
+    background = concatenate_processes(backgrounds)
     background_train, background_test = _split(background, s.train_fraction, rng)
     signal_train, signal_test = [], []
     for k, mass in enumerate(masses):
