@@ -24,8 +24,9 @@ import numpy as np
 
 import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible import punzi
-from diffana.analyses.zprime_invisible.config import load_config, parse_overrides
+from diffana.analyses.zprime_invisible.config import config_from_options
 from diffana.analyses.zprime_invisible.samples import at_luminosity, make_samples
+from diffana.cli.zprime import add_config_options
 from diffana.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,9 +115,8 @@ def plot(c: punzi.PunziComparison, path: Path, title: str) -> None:
 
 def main(argv=None) -> punzi.PunziComparison:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the config's [quick] table")
+    add_config_options(parser, default="belle2_2019_2020")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--config", default="belle2_2019_2020")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "figures" / "punzi_net_reproduction.png")
     parser.add_argument("--samples-cache", type=Path, default=None,
                         help="pickle of the samples: read if it exists, else written (skips regeneration)")
@@ -130,15 +130,13 @@ def main(argv=None) -> punzi.PunziComparison:
     parser.add_argument("--hypothesis-spacing", choices=("scan", "mass"), default=None,
                         help="training hypotheses evenly in scan index or in mass (default: the config's; "
                              "shorthand for --set training.hypothesis_spacing='\"mass\"')")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value (TOML syntax), e.g. training.n_masses=24; repeatable")
     parser.add_argument("--luminosity", type=float, default=None,
                         help="rescale the samples' weights to this luminosity (fb⁻¹; same MC events, so the "
                              "MC-to-data ratio grows as it falls): the comparison's dependence on the background level")
     args = parser.parse_args(argv)
-    settings = args.set + ([f'training.hypothesis_spacing="{args.hypothesis_spacing}"'] if args.hypothesis_spacing else [])
+    spacing = [f'training.hypothesis_spacing="{args.hypothesis_spacing}"'] if args.hypothesis_spacing else []
     try:  # a bad override or config value: one line, not a traceback
-        config = load_config(args.config, quick=args.quick, overrides=parse_overrides(settings) or None)
+        config = config_from_options(args, spacing)
     except ConfigError as error:
         raise SystemExit(f"error: {error}") from None
     if args.mc_scale != 1.0:

@@ -35,8 +35,9 @@ import numpy as np
 
 import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible import background_store, punzi
-from diffana.analyses.zprime_invisible.config import load_config, parse_overrides
+from diffana.analyses.zprime_invisible.config import config_from_options
 from diffana.analyses.zprime_invisible.samples import AnalysisSamples, at_luminosity
+from diffana.cli.zprime import add_config_options
 from diffana.errors import ConfigError
 
 SCORED_COLUMNS = ("recoil_mass_squared", "weight", "bce", "punzi")
@@ -183,18 +184,14 @@ def main(argv=None) -> list[Bracket]:
                         help="background store directory (scripts/zprime_background_store.py, same config)")
     parser.add_argument("--store-seeds", required=True, help="its chunk seeds, N-M; split into halves A and B")
     parser.add_argument("--seed", type=int, default=1, help="the seed --samples was made with (trains the networks)")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--config", default="belle2_2019_2020")
+    add_config_options(parser, default="belle2_2019_2020")
     parser.add_argument("--n-cuts", type=int, default=400)
     parser.add_argument("--luminosity", type=float, default=None,
                         help="rescale every sample's weights to this luminosity (fb⁻¹): the same MC then stands for "
                              "less data (samples.at_luminosity)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value (TOML syntax), e.g. training.hypothesis_spacing='\"mass\"' "
-                             "or training.n_masses=24; repeatable")
     args = parser.parse_args(argv)
     try:  # a bad override, config value or store: one line, not a traceback
-        config = load_config(args.config, quick=args.quick, overrides=parse_overrides(args.set) or None)
+        config = config_from_options(args)
         seeds_a, seeds_b = split_seeds(background_store.parse_seeds(args.store_seeds))
         background_store.check_independent(seeds_a + seeds_b, [args.seed])
         return run(config, args, seeds_a, seeds_b)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible.background_store import fill_store, parse_seeds
-from diffana.analyses.zprime_invisible.config import load_config, parse_overrides
+from diffana.analyses.zprime_invisible.config import config_from_options
+from diffana.cli.zprime import add_config_options
 from diffana.errors import ConfigError
 
 
@@ -27,13 +28,10 @@ def main(argv=None) -> list[Path]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, required=True, help="the store's directory (created if needed)")
     parser.add_argument("--seeds", required=True, help="chunk seeds, N or N-M (inclusive)")
-    parser.add_argument("--config", default="belle2_2019_2020")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value (TOML syntax); repeatable")
+    add_config_options(parser, default="belle2_2019_2020")
     args = parser.parse_args(argv)
     try:
-        config = load_config(args.config, quick=args.quick, overrides=parse_overrides(args.set) or None)
+        config = config_from_options(args)
         seeds = parse_seeds(args.seeds)
     except ConfigError as error:
         raise SystemExit(f"error: {error}") from None

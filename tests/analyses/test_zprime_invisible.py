@@ -109,6 +109,19 @@ def test_command_line_overrides_parse_as_toml_and_reach_the_config():
         cfg.parse_overrides(["training.hypothesis_spacing=mass"])  # unquoted string
 
 
+def test_config_options_are_shared_by_the_command_and_the_scripts():
+    import argparse
+
+    from diffana.cli.zprime import add_config_options
+
+    parser = argparse.ArgumentParser()
+    add_config_options(parser, default="belle2_2019_2020")
+    args = parser.parse_args(["--quick", "--set", "training.n_masses=24", "--set", 'training.hypothesis_spacing="mass"'])
+    config = cfg.config_from_options(args, ["training.n_masses=12"])  # extra settings apply after --set
+    assert config.training.n_masses == 12 and config.training.hypothesis_spacing == "mass"
+    assert config.samples.background_events == cfg.load_config("belle2_2019_2020", quick=True).samples.background_events
+
+
 def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     # through the installed console script: the exit code and stderr a user sees
     script = Path(sys.executable).with_name("diffana")
@@ -119,6 +132,10 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path):
     assert run.returncode == 2
     assert err.count("\n") == 0 and "mass_max = 11.0 GeV is outside" in err
     assert not (tmp_path / "out").exists()  # refused before anything ran
+    run = subprocess.run([str(script), "zprime-invisible", "--quick", "--set", "training.n_masses=x", "--output",
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "'x' is not a TOML value" in run.stderr and run.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "out").exists()
 
 
 # -------------------------------------------------------------------------- hypotheses

@@ -272,6 +272,15 @@ def parse_overrides(settings) -> dict:
     return overrides
 
 
+def config_from_options(args, extra_settings=()) -> Config:
+    """:func:`load_config` from the options of ``diffana.cli.zprime.add_config_options``
+    (``args``: ``config``, ``quick``, ``set``),
+    with ``extra_settings`` (more ``SECTION.KEY=VALUE`` strings) applied after
+    ``--set``. Raises :class:`ConfigError`."""
+    overrides = parse_overrides([*args.set, *extra_settings])
+    return load_config(args.config, quick=args.quick, overrides=overrides or None)
+
+
 def load_config(path_or_name: str | Path | None = None, *, quick: bool = False, overrides: dict | None = None) -> Config:
     """Read, merge (``[quick]`` when ``quick``, then ``overrides``) and validate a config.
 
