@@ -109,6 +109,13 @@ def test_convergence_script_pools_by_mc_share_and_refuses_its_own_seed(capsys):
     both = script["pooled"]([small, large])
     # each pool stands for the luminosity once: the union too, each weighted by its MC share
     assert both.size == 4.0 and both.events["weight"].sum() == pytest.approx(0.25 * 4.0 + 0.75 * 8.0)
+    # a chunk is a whole sample (2× a half); its weights follow the luminosity asked for
+    chunk = store.BackgroundChunk(1001, store.StoreSettings(79.7, {}, True, 90.0),
+                                  {"recoil_mass_squared": np.array([1.0, 2.0]), "weight": np.array([10.0, 30.0])})
+    scorer = script["TrainedScorer"](lambda ev: np.zeros(2), lambda ev: np.ones(2))
+    [scored] = script["store_pools"]([chunk], scorer, 7.97)
+    assert scored.size == 2.0 and np.allclose(scored.events["weight"], [1.0, 3.0])
+    assert np.all(scored.events["punzi"] == 1.0) and np.all(scored.events["bce"] == 0.0)
     assert script["split_seeds"]([1, 2, 3]) == ([1, 2], [3])
     assert [script["doubling"](n) for n in (1, 6, 8)] == [[1], [1, 2, 4, 6], [1, 2, 4, 8]]
     with pytest.raises(ConfigError, match="at least 2 chunk seeds"):
