@@ -199,8 +199,10 @@ def main(argv=None) -> list[Bracket]:
         raise SystemExit(f"error: {error}") from None
 
 
-def run(config, args, seeds_a: list[int], seeds_b: list[int]) -> list[Bracket]:
-    """Train, score every pool and print the bracket table."""
+def trained_and_scored(config, args) -> tuple[AnalysisSamples, TrainedScorer]:
+    """Both networks trained on the ``--samples`` training half (at ``--luminosity``),
+    and those samples reduced to their scored columns (the full features are dropped
+    here, before the store is read)."""
     samples = pickle.loads(args.samples.read_bytes())
     if args.luminosity is not None:
         samples = at_luminosity(samples, args.luminosity)
@@ -208,20 +210,31 @@ def run(config, args, seeds_a: list[int], seeds_b: list[int]) -> list[Bracket]:
                                     config.templates.window_bins)
     scorer = TrainedScorer(lambda ev: punzi.logit_scores(networks.bce, ev),
                            lambda ev: punzi.logit_scores(networks.punzi, ev))
-    reduced = scored_samples(samples, scorer)
-    luminosity = samples.luminosity
-    one_x = Pool(reduced.background_test, 1.0)
+    return scored_samples(samples, scorer), scorer
+
+
+def pool_pairs(one_x: Pool, chunks_a: list[Pool], chunks_b: list[Pool]):
+    """The (choose, score) pools of the table, built one pair at a time (memory): 1× → B₁;
+    A and B growing together (the first k chunks of each), each choosing for the other;
+    all of A → 1×."""
+    yield one_x, pooled(chunks_b[:1])
+    for k in doubling(min(len(chunks_a), len(chunks_b))):
+        pool_a, pool_b = pooled(chunks_a[:k]), pooled(chunks_b[:k])
+        yield pool_a, pool_b
+        yield pool_b, pool_a
+    yield pooled(chunks_a), one_x
+
+
+def run(config, args, seeds_a: list[int], seeds_b: list[int]) -> list[Bracket]:
+    """Train, score every pool and print the bracket table."""
+    reduced, scorer = trained_and_scored(config, args)
+    luminosity = reduced.luminosity
     chunks_a = store_pools(background_store.read_store(args.store, seeds_a, config), scorer, luminosity)
     chunks_b = store_pools(background_store.read_store(args.store, seeds_b, config), scorer, luminosity)
     scores = network_scores(reduced, args.n_cuts)
     settings = dict(window=config.training.punzi_window, resolution=config.analysis.resolution)
-    # A and B grow together (the first k chunks of each), each choosing for the other
-    plan = [(one_x, pooled(chunks_b[:1]))]
-    for k in doubling(min(len(chunks_a), len(chunks_b))):
-        pool_a, pool_b = pooled(chunks_a[:k]), pooled(chunks_b[:k])
-        plan += [(pool_a, pool_b), (pool_b, pool_a)]
-    plan.append((pooled(chunks_a), one_x))
-    results = [bracket(reduced, scores, choose, score, **settings) for choose, score in plan]
+    results = [bracket(reduced, scores, choose, score, **settings)
+               for choose, score in pool_pairs(Pool(reduced.background_test, 1.0), chunks_a, chunks_b)]
     print(f"Punzi-net one cut / BCE per-mass reference, geometric mean over 1–6 GeV; L = {luminosity:g} fb⁻¹; MC "
           f"sizes in units of the config's held-out half (1×); store chunks A = {seeds_a}, B = {seeds_b}; networks "
           "trained once on the --samples training half")
