@@ -63,6 +63,7 @@ def test_filling_again_keeps_the_chunks_already_written(filled):
     reported = []
     store.fill_store(tiny_config(), directory, [1001], lambda seed, new: reported.append((seed, new)))
     assert reported == [(1001, False)] and os.stat(path).st_mtime_ns == before
+    assert store.read_settings(path) == store.read_chunk(path).settings == store.store_settings(tiny_config())
 
 
 def test_reading_checks_settings_and_names_what_is_missing(filled):
@@ -81,6 +82,11 @@ def test_a_file_that_is_not_a_chunk_is_refused_by_name(tmp_path):
     path.write_bytes(b"not a numpy archive")
     with pytest.raises(ConfigError, match="chunk_7.npz is not a background-store chunk"):
         store.read_chunk(path)
+    with pytest.raises(ConfigError, match="chunk_7.npz is not a background-store chunk"):
+        store.read_settings(path)
+    np.savez(path.with_suffix(""), weight=np.ones(3))  # a numpy archive without the header
+    with pytest.raises(ConfigError, match="chunk_7.npz is not a background-store chunk"):
+        store.read_settings(path)
 
 
 def test_seed_ranges_and_independence_are_checked():

@@ -103,15 +103,38 @@ def write_chunk(chunk: BackgroundChunk, directory: Path) -> Path:
     return path
 
 
+def _refused(path: Path, error: Exception) -> ConfigError:
+    return ConfigError(f"{path} is not a background-store chunk: {error}")
+
+
+def _header(stored, path: Path) -> tuple[int, StoreSettings]:
+    """The seed and settings in an open chunk file (only its small header is read)."""
+    try:
+        header = json.loads(str(stored["header"]))
+        return int(header["seed"]), StoreSettings(**header["settings"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise _refused(path, error) from None
+
+
 def read_chunk(path: Path) -> BackgroundChunk:
     """The chunk stored at ``path``."""
     try:
         with np.load(path) as stored:
-            header = json.loads(str(stored["header"]))
+            seed, settings = _header(stored, path)
             events = {key: stored[key] for key in stored.files if key != "header"}
-    except (OSError, ValueError, KeyError) as error:
-        raise ConfigError(f"{path} is not a background-store chunk: {error}") from None
-    return BackgroundChunk(int(header["seed"]), StoreSettings(**header["settings"]), events)
+    except (OSError, ValueError) as error:
+        raise _refused(path, error) from None
+    return BackgroundChunk(seed, settings, events)
+
+
+def read_settings(path: Path) -> StoreSettings:
+    """The settings of the chunk at ``path``, without reading its events (a chunk of
+    the shipped config is ≈ 280 MB)."""
+    try:
+        with np.load(path) as stored:
+            return _header(stored, path)[1]
+    except (OSError, ValueError) as error:
+        raise _refused(path, error) from None
 
 
 def fill_store(config: Config, directory: Path, seeds: Iterable[int],
@@ -127,16 +150,16 @@ def fill_store(config: Config, directory: Path, seeds: Iterable[int],
         if generated:
             write_chunk(generate_chunk(config, seed), directory)
         else:
-            _check_settings(read_chunk(path), wanted, path)
+            _check_settings(read_settings(path), wanted, path)
         paths.append(path)
         if progress is not None:
             progress(seed, generated)
     return paths
 
 
-def _check_settings(chunk: BackgroundChunk, wanted: StoreSettings, path: Path) -> None:
-    if chunk.settings != wanted:
-        raise ConfigError(f"{path} was generated with {chunk.settings}, not with this config's {wanted}")
+def _check_settings(settings: StoreSettings, wanted: StoreSettings, path: Path) -> None:
+    if settings != wanted:
+        raise ConfigError(f"{path} was generated with {settings}, not with this config's {wanted}")
 
 
 def read_store(directory: Path, seeds: Iterable[int], config: Config) -> Iterator[BackgroundChunk]:
@@ -148,7 +171,7 @@ def read_store(directory: Path, seeds: Iterable[int], config: Config) -> Iterato
         if not path.exists():
             raise ConfigError(f"the background store {directory} has no chunk of seed {seed} (fill it first)")
         chunk = read_chunk(path)
-        _check_settings(chunk, wanted, path)
+        _check_settings(chunk.settings, wanted, path)
         yield chunk
 
 
