@@ -57,6 +57,7 @@ def _write(tmp_path, text, name="c.toml"):
         ("[wide_width]\nrelative_width = 1.5\n", "[wide_width] relative_width = Γ/M must lie in (0, 1)"),
         ("[training]\nlimit_cut = \"best\"\n", "[training] limit_cut must be \"none\" or \"bce\""),
         ("[training]\nlimit_temperature = 0.0\n", "[training] limit_temperature must be positive"),
+        ("[samples]\nsignal_isr = 1\n", "[samples] signal_isr must be true or false"),
     ],
 )
 def test_bad_configs_name_the_problem(tmp_path, text, fragment):
@@ -68,6 +69,25 @@ def test_bad_configs_name_the_problem(tmp_path, text, fragment):
 def _root_sample(n=20):
     rng = np.random.default_rng(0)
     return {name: rng.uniform(0.5, 2.0, n) for name in samples.REQUIRED_FEATURES}
+
+
+def test_signal_isr_setting_reaches_the_signal_generator(monkeypatch):
+    class Stop(Exception):
+        pass
+
+    calls = []
+
+    def signal_generator(process, luminosity, **settings):
+        calls.append((process, settings))
+        raise Stop  # the setting is what is checked: generating the signal is the generator's test
+
+    monkeypatch.setattr(samples, "generate_preselected", lambda *args, **kw: {**_root_sample(), "weight": np.ones(20)})
+    monkeypatch.setattr("diffana.physics.generator.generate", signal_generator)  # make_samples imports it when it runs
+    for isr in (True, False):
+        config = cfg.load_config(None, quick=True, overrides={"samples": {"signal_isr": isr}})
+        with pytest.raises(Stop):
+            samples.make_samples(config, seed=1)
+        assert calls[-1][0] == "signal" and calls[-1][1]["signal_isr"] is isr
 
 
 @pytest.fixture(scope="module")
@@ -406,11 +426,24 @@ def test_summary_and_coupling_limits():
     s = outputs.summary(result)
     assert s["cut_based"]["mean_ratio_to_cut_based"] == 1.0
     assert s["end_to_end"]["mean_ratio_to_cut_based"] == pytest.approx(0.5)
+    assert s["punzi_net"]["signal_efficiency_median"] == pytest.approx(0.05)
     lim = result.limits["cut_based"]
     # vanilla B(invisible) < 1 → weaker coupling limit than fully invisible
     assert np.all(lim["g_vanilla"] > lim["g_invisible"])
     yaml_text = outputs.hepdata_yaml(result)
     assert yaml_text.count("value: 1") >= 1 and "asymerror" in yaml_text
+
+
+def test_signal_efficiency_by_range_takes_medians_per_published_m2_range():
+    # masses (GeV) → M² 1, 4, 9, 16, 49, 64: two hypotheses per range, 9 GeV² opens the middle one
+    masses = np.array([1.0, 2.0, 3.0, 4.0, 7.0, 8.0])
+    out = outputs.signal_efficiency_by_range(masses, np.array([0.1, 0.2, 0.3, 0.5, 0.02, 0.04]))
+    assert out["signal_efficiency_median"] == pytest.approx(0.15)
+    assert out["signal_efficiency_median_by_range"] == pytest.approx(
+        {"< 9 GeV²": 0.15, "9–36 GeV²": 0.4, "≥ 36 GeV²": 0.03})
+    # no hypothesis above 36 GeV²: that range is NaN, not a silent 0
+    low = outputs.signal_efficiency_by_range(masses[:4], np.array([0.1, 0.2, 0.3, 0.5]))
+    assert np.isnan(low["signal_efficiency_median_by_range"]["≥ 36 GeV²"])
 
 
 def test_summary_compares_on_masses_where_every_selection_has_a_limit():

@@ -253,7 +253,7 @@ def make_samples(config: Config, seed: int, progress: Callable[[str, float], Non
     for k, mass in enumerate(masses):
         report(f"signal {mass:.3f} GeV", done / n_jobs)
         sample = generate("signal", a.luminosity, n_events=s.signal_events_per_mass, mass=float(mass),
-                          seed=seed * 100 + 10 + k, chunk_size=s.signal_events_per_mass)
+                          seed=seed * 100 + 10 + k, chunk_size=s.signal_events_per_mass, signal_isr=s.signal_isr)
         sample["weight"] = sample["weight"] / cross_section("signal", float(mass))  # fb⁻¹ per event
         kept = _keep(sample, np.asarray(_features.preselection(sample, a.min_muon_delta_phi)))
         train, test = _split(kept, s.train_fraction, rng)
