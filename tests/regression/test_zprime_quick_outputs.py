@@ -1,10 +1,9 @@
 """Regression: the flagship's --quick seed-1 limits against a stored run.
 
 ``data/zprime_quick_seed1_limits.csv`` is ``limits.csv`` of ``diffana
-zprime-invisible --quick --seed 1`` regenerated on 2026-12-03 after the eeμμ
-generator change of 226f695 (photon Q² below the actual pair mass², tag q_T shapes to
-2 GeV); the one before it had window events in the Punzi and limit losses, 100 limit
-steps, 9·10⁶ μμ(γ) and 2.4·10⁶ ττ quick events and the ``background_mc_n_eff`` column. A
+zprime-invisible --quick --seed 1`` regenerated on 2026-12-03 when the shipped config
+switched to the ISR signal (``samples.signal_isr = true``); the one before it was the
+Born-level signal after the eeμμ generator change of 226f695. A
 change that is meant to leave behaviour alone (a refactor, a speed-up) must reproduce
 it to fit precision; a change that is meant to move the numbers (new physics, a new default) regenerates the file with
 that command and says so in its commit message. Slow (4–7 minutes on 2 cores).

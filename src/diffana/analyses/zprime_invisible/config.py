@@ -66,9 +66,10 @@ class SamplesConfig:
     importance-sampled generation into the preselected phase space with exact
     weights (:mod:`diffana.physics.bias`); ignored for ROOT input.
     ``signal_isr``: generate the signal with initial-state radiation
-    (``generate(..., signal_isr=True)``, weighted by σ(s'), total kept at the Born σ);
-    off in the shipped configs, whose documented numbers are Born-level: with it the
-    efficiency in the fit window falls by a factor 0.76–0.82 (tutorial §2).
+    (``generate(..., signal_isr=True)``, weighted by σ(s'), total kept at the Born σ),
+    as the paper's signal has; on in ``belle2_2019_2020`` (since 2026-12-03), off here
+    and in the pilot config. It lowers the efficiency in the fit window by a factor
+    0.76–0.82 (tutorial §2).
     """
 
     source: str = "generator"
