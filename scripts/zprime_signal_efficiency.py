@@ -9,8 +9,8 @@ Two measurements (either or both):
 ``limits.json`` (preselection × the selection's cut × the fit window, of the produced
 σ·L), as medians over the published M²_rec ranges (:func:`outputs.signal_efficiency_by_range`).
 
-``--isr``: the shipped samples generate the signal at the Born level (no ISR). This
-generates each mass twice from one seed, without and with ISR photons
+``--isr``: ISR is a config switch (``samples.signal_isr``, on in the shipped 79.7 fb⁻¹
+config). This generates each mass twice from one seed, without and with ISR photons
 (``generate(..., signal_isr=True)``: σ(s')-weighted, total kept at the Born σ), and
 prints the fraction of σ·L that passes the preselection and lands in the fit window
 (±``window_bins``/2 resolutions around M²), and the same after (a)'s cut on the
@@ -31,6 +31,7 @@ import numpy as np
 from diffana.analyses.zprime_invisible import outputs
 from diffana.analyses.zprime_invisible.config import ConfigError, config_from_options
 from diffana.analyses.zprime_invisible.samples import recoil_mass_squared_resolution
+from diffana.analyses.zprime_invisible.seeds import read_run
 from diffana.analyses.zprime_invisible.selections import SELECTION_LABELS, tau_plane_score
 from diffana.cli.zprime import add_config_options
 from diffana.physics import features as _features
@@ -42,17 +43,9 @@ DEFAULT_MASSES = (0.1, 0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 8.5)
 
 def run_efficiencies(run_dir: Path) -> dict:
     """Per selection of one run's ``limits.json``: medians of its signal efficiency by M² range."""
-    path = run_dir / "limits.json"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: no limits.json (a `diffana zprime-invisible` output directory?)")
-    rows = json.loads(path.read_text())["rows"]
-    out = {}
-    for name in SELECTION_LABELS:
-        mine = [row for row in rows if row["selection"] == name]
-        masses = np.array([row["mass_GeV"] for row in mine])
-        efficiency = np.array([row["signal_efficiency"] for row in mine])
-        out[name] = outputs.signal_efficiency_by_range(masses, efficiency)
-    return out
+    run = read_run(run_dir)
+    return {name: outputs.signal_efficiency_by_range(run.masses, efficiency)
+            for name, efficiency in run.signal_efficiency.items()}
 
 
 def print_run_table(run_dir: Path) -> None:

@@ -17,9 +17,9 @@ SCRIPT = runpy.run_path(str(Path(__file__).resolve().parents[2] / "scripts" / "z
 
 def test_run_table_takes_each_selections_medians_by_range(tmp_path):
     masses = [1.0, 2.0, 4.0, 5.0, 7.0, 8.0]  # two per published range (M² 1, 4 | 16, 25 | 49, 64)
-    rows = [{"selection": name, "mass_GeV": m, "signal_efficiency": (k + 1) * 0.01 * (i + 1)}
-            for k, name in enumerate(SELECTION_NAMES) for i, m in enumerate(masses)]
-    (tmp_path / "limits.json").write_text(json.dumps({"rows": rows[::-1]}))
+    rows = [{"selection": name, "mass_GeV": m, "signal_efficiency": (k + 1) * 0.01 * (i + 1), "expected_fb": 1.0,
+             "converged": True} for k, name in enumerate(SELECTION_NAMES) for i, m in enumerate(masses)]
+    (tmp_path / "limits.json").write_text(json.dumps({"seed": 1, "masses_GeV": masses, "rows": rows[::-1]}))
     table = SCRIPT["run_efficiencies"](tmp_path)
     assert table["punzi_net"]["signal_efficiency_median"] == pytest.approx(3 * 0.035)
     assert list(table["punzi_net"]["signal_efficiency_median_by_range"].values()) == pytest.approx(

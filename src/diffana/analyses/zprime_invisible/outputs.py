@@ -8,14 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from diffana.analyses.zprime_invisible.config import SystematicsConfig
 from diffana.analyses.zprime_invisible.selections import SELECTION_LABELS
 from diffana.physics.theory import branching_fraction_invisible, coupling_upper_limit
 
 BAND_NAMES = ("expected_minus2", "expected_minus1", "expected", "expected_plus1", "expected_plus2")
 
-EFFICIENCY_RANGE_EDGES = (9.0, 36.0)
-"""M²_rec (GeV²) edges of the published systematics ranges [−0.5, 9], [9, 36], [36, 81]:
-the ranges over which :func:`signal_efficiency_by_range` takes its medians."""
+EFFICIENCY_RANGE_EDGES = SystematicsConfig.range_edges
+"""M²_rec (GeV²) edges of the published systematics ranges [−0.5, 9], [9, 36], [36, 81]
+(the systematics' default): the ranges over which :func:`signal_efficiency_by_range`
+takes its medians."""
 
 
 def add_coupling_limits(result) -> None:

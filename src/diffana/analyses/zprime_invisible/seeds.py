@@ -55,7 +55,8 @@ class RunLimits:
     """The median expected limits of one run.
 
     ``expected_fb[name]`` is (M,) σ_UL in fb per mass; ``has_limit[name]`` (M,) marks
-    the masses where the selection's fits converged and its cut kept signal.
+    the masses where the selection's fits converged and its cut kept signal;
+    ``signal_efficiency[name]`` (M,) the fraction of σ·L the selection keeps in each window.
     """
 
     source: str
@@ -63,6 +64,7 @@ class RunLimits:
     masses: np.ndarray
     expected_fb: dict
     has_limit: dict
+    signal_efficiency: dict
 
     def common(self) -> np.ndarray:
         """(M,) masses where every selection has a limit."""
@@ -78,7 +80,7 @@ def read_run(path) -> RunLimits:
         raise ConfigError(f"no limits.json at {path}: give the --output folder of a `diffana zprime-invisible` run")
     document = json.loads(path.read_text())
     masses = np.asarray(document["masses_GeV"], float)
-    expected, has_limit = {}, {}
+    expected, has_limit, efficiency = {}, {}, {}
     for name in SELECTION_NAMES:
         rows = [row for row in document["rows"] if row["selection"] == name]
         if not rows:
@@ -86,11 +88,12 @@ def read_run(path) -> RunLimits:
         by_mass = {row["mass_GeV"]: row for row in rows}
         rows = [by_mass[m] for m in masses.tolist()]
         expected[name] = np.array([row["expected_fb"] for row in rows], float)
-        has_limit[name] = np.array([row["converged"] and row["signal_efficiency"] > 0 for row in rows]) & np.isfinite(
+        efficiency[name] = np.array([row["signal_efficiency"] for row in rows], float)
+        has_limit[name] = np.array([row["converged"] for row in rows], bool) & (efficiency[name] > 0) & np.isfinite(
             expected[name])
     if "end_to_end" not in expected:
         raise ConfigError(f"{path} has no end-to-end selection rows")
-    return RunLimits(str(path), int(document["seed"]), masses, expected, has_limit)
+    return RunLimits(str(path), int(document["seed"]), masses, expected, has_limit, efficiency)
 
 
 def _geometric(values) -> float:
