@@ -401,13 +401,6 @@ def test_tau_plane_score_is_the_smaller_recoil_pt():
     np.testing.assert_allclose(selections.tau_plane_score(f), [0.5, 0.2])
 
 
-def test_optimise_cut_picks_the_best_threshold():
-    s = np.linspace(0, 1, 101)
-    best, scan = selections.optimise_cut(s, np.ones_like(s, bool), s, lambda sm, bm: (sm.mean() - 0.5) ** 2, 11)
-    assert scan.shape[0] == 2
-    assert best == pytest.approx(0.5, abs=0.05)
-
-
 # ----------------------------------------------------------------------------- outputs
 class _FakeResult:
     def __init__(self):

@@ -206,9 +206,86 @@ def test_cut_hypotheses_and_thresholds():
     np.testing.assert_array_equal(cuts.cut_hypotheses(3, 16), [0, 1, 2])
     score = np.linspace(0.0, 1.0, 101)
     valid = score < 0.9  # padding rows carry invalid scores
-    thresholds = cuts.cut_thresholds(score, valid, 5)
+    kept = cuts.kept_signal_fractions(5, 0.04)
+    np.testing.assert_allclose(kept, [1, 0.4472, 0.2, 0.08944, 0.04], rtol=1e-3)  # geometric
+    thresholds = cuts.cut_thresholds(score, valid, kept)
     assert thresholds[0] < 0.0 and np.all(score[valid] > thresholds[0])
-    assert thresholds[-1] == pytest.approx(0.8 * 0.89)
+    passed = [np.mean(score[valid] > t) for t in thresholds]
+    np.testing.assert_allclose(passed, kept, atol=1.5 / valid.sum())  # up to one of the 90 valid events
+
+
+def test_cut_scan_flags_a_winning_tightest_try():
+    scan = cuts.CutScan(best=2.0, thresholds=np.array([0.0, 1.0, 2.0]), objective=np.array([3.0, 2.0, 1.0]),
+                        expected=np.ones((3, 1)))
+    assert scan.at_tightest
+    assert not scan._replace(objective=np.array([3.0, 1.0, 2.0])).at_tightest
+
+
+def test_refined_fractions_lie_between_the_winners_neighbours():
+    kept = cuts.kept_signal_fractions(5, 0.01)  # 1, 0.316, 0.1, 0.0316, 0.01
+    np.testing.assert_allclose(cuts.refined_fractions(kept, 2, 3), [0.1778, 0.06813, 0.04642], rtol=1e-3)
+    edge = cuts.refined_fractions(kept, 4, 2)  # the tightest won: both between its neighbour and itself
+    np.testing.assert_allclose(edge, [0.02154, 0.01468], rtol=1e-3)
+    assert cuts.refined_fractions(kept, 0, 1) == pytest.approx([0.5623], rel=1e-3)
+
+
+def test_scan_cut_refines_around_the_first_winner(monkeypatch):
+    """A fake one-pass scan whose objective is (log kept fraction − log 0.16)²: the
+    first pass (1 … 0.01 in 5 geometric steps) wins at 0.1, the second pass lands
+    closer to 0.16, and the merged scan holds every try sorted by cut value."""
+    score = np.linspace(0.0, 1.0, 10001)
+    valid = np.ones(score.size, bool)
+
+    def fake_choose_cut(thresholds, templates_for_cut, settings):
+        thresholds = np.unique(np.asarray(thresholds, float))
+        kept = np.array([np.mean(score > t) for t in thresholds])
+        objective = (np.log(kept) - np.log(0.16)) ** 2
+        return cuts.CutScan(float(thresholds[np.argmin(objective)]), thresholds, objective,
+                            np.zeros((thresholds.size, 1)))
+
+    monkeypatch.setattr(cuts, "choose_cut", fake_choose_cut)
+    one_pass = cuts.scan_cut(score, valid, None, None, cuts.CutScanSettings(5, 0, 0.01, 0))
+    two_pass = cuts.scan_cut(score, valid, None, None, cuts.CutScanSettings(5, 3, 0.01, 0))
+    assert one_pass.thresholds.size == 5 and np.mean(score > one_pass.best) == pytest.approx(0.1, abs=1e-3)
+    assert two_pass.thresholds.size == 8 and np.all(np.diff(two_pass.thresholds) > 0)
+    assert np.mean(score > two_pass.best) == pytest.approx(0.1778, abs=2e-3)  # √(0.316 · 0.1), the nearest try
+    assert two_pass.objective.min() < one_pass.objective.min()
+    assert not two_pass.at_tightest
+
+
+def test_signal_guard_ceiling_keeps_min_events_in_every_window():
+    """Row 0 has 40 events in its window (scores 0 … 0.975), row 1 has 10 (exempt with
+    a guard of 20); the 20th highest window score of row 0 is the ceiling, and a cut
+    just below it keeps exactly 20 of row 0's window events."""
+    m2 = np.array([np.r_[np.full(40, 1.0), np.full(10, 9.0)], np.r_[np.full(10, 4.0), np.full(40, 9.0)]])
+    score = np.tile(np.linspace(0.0, 1.225, 50), (2, 1))
+    valid = np.ones_like(m2, bool)
+    in_window = cuts.signal_in_windows(m2, valid, centres_m2=[1.0, 4.0], widths=[0.1, 0.1], window_bins=4)
+    np.testing.assert_array_equal(in_window.sum(axis=1), [40, 10])
+    ceiling = cuts.signal_guard_ceiling(score, in_window, 20)
+    assert ceiling == pytest.approx(score[0, 20])
+    assert np.sum(score[0][in_window[0]] > np.nextafter(ceiling, -np.inf)) == 20
+    assert cuts.signal_guard_ceiling(score, in_window, 0) == np.inf  # guard off
+    assert cuts.signal_guard_ceiling(score, in_window, 41) == np.inf  # no row can meet it
+
+
+def test_scan_cut_stays_below_the_signal_guard(monkeypatch):
+    """With a ceiling at score 0.7 (30% kept), the tightest try of the first pass keeps
+    30%, not the 1% asked, no try reaches the ceiling, and a scan whose objective falls
+    with every tighter cut wins just below it."""
+    score = np.linspace(0.0, 1.0, 10001)
+    valid = np.ones(score.size, bool)
+
+    def fake_choose_cut(thresholds, templates_for_cut, settings):
+        thresholds = np.unique(np.asarray(thresholds, float))
+        return cuts.CutScan(float(thresholds[-1]), thresholds, -thresholds, np.zeros((thresholds.size, 1)))
+
+    monkeypatch.setattr(cuts, "choose_cut", fake_choose_cut)
+    scan = cuts.scan_cut(score, valid, None, None, cuts.CutScanSettings(5, 3, 0.01, 20), ceiling=0.7)
+    assert np.all(scan.thresholds < 0.7)
+    assert scan.best == pytest.approx(0.7, abs=2e-4) and scan.at_tightest  # within one event of it
+    unguarded = cuts.scan_cut(score, valid, None, None, cuts.CutScanSettings(5, 3, 0.01, 20))
+    assert np.mean(score > unguarded.best) == pytest.approx(0.01, abs=1e-3)
 
 
 def test_structure_groups_split_by_mask():

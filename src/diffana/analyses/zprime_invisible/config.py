@@ -126,7 +126,11 @@ class TrainingConfig:
     of the BCE loss; ``max_window_events``: the background events of the Punzi and
     limit losses, drawn from those in a training window (0: all of them);
     ``n_thresholds`` cut values tried on ``cut_masses`` hypotheses evenly spread over
-    the scan (training half).
+    the scan (training half), keeping from all of the training signal down to
+    ``cut_tightest_signal_fraction`` of it (geometric steps), then
+    ``n_refine_thresholds`` more between the winner's neighbours (``cuts.scan_cut``),
+    none so tight that a hypothesis of the scan keeps fewer than
+    ``cut_min_signal_events`` training signal MC events in its window.
     ``limit_cut`` / ``limit_temperature``: (d) weights events with the soft cut
     sigmoid((logit − c)/T), c at (b)'s chosen cut (``"bce"``) or 0 (``"none"``); T in
     logit units. ``hypothesis_spacing``: the ``n_masses`` training hypotheses are
@@ -145,7 +149,10 @@ class TrainingConfig:
     limit_temperature: float = 0.25
     learning_rate: float = 0.01
     punzi_window: float = 2.0
-    n_thresholds: int = 12
+    n_thresholds: int = 8
+    n_refine_thresholds: int = 6
+    cut_tightest_signal_fraction: float = 0.02
+    cut_min_signal_events: int = 10
     cut_masses: int = 16
     hypothesis_spacing: str = "scan"
 
@@ -379,6 +386,10 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     _require(tr.limit_temperature > 0, f"{w}: [training] limit_temperature must be positive")
     _require(tr.punzi_window > 0, f"{w}: [training] punzi_window must be positive")
     _require(tr.n_thresholds >= 2, f"{w}: [training] n_thresholds must be >= 2")
+    _require(tr.n_refine_thresholds >= 0, f"{w}: [training] n_refine_thresholds must be >= 0")
+    _require(0 < tr.cut_tightest_signal_fraction < 1,
+             f"{w}: [training] cut_tightest_signal_fraction must lie in (0, 1)")
+    _require(tr.cut_min_signal_events >= 0, f"{w}: [training] cut_min_signal_events must be >= 0")
     _require(tr.cut_masses >= 1, f"{w}: [training] cut_masses must be >= 1")
     _require(tr.hypothesis_spacing in HYPOTHESIS_SPACINGS, f"{w}: [training] hypothesis_spacing must be one of "
              f"{list(HYPOTHESIS_SPACINGS)}, got {tr.hypothesis_spacing!r}")
@@ -450,3 +461,4 @@ def _validate_root_files(config: Config, base_dir: Path) -> None:
         lacking = sorted(set(REQUIRED_FEATURES) - set(provided))
         _require(not lacking, f"{w}: [samples] {str(path)!r} ({process}) lacks feature(s) {lacking}"
                  + (" after the branch_map (only mapped branches are read)" if mapping else ""))
+

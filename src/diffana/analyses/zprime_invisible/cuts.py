@@ -4,9 +4,11 @@ Every selection ends as a hard cut on its score. The cut value is chosen by the 
 log median expected σ_UL over ``cut_masses`` hypotheses spread evenly over the scan
 (not the whole scan: the cut is one number, and 16 windows spread over 0.01–8.5 GeV
 constrain it as well as 582 neighbouring, overlapping ones, at a 36th of the cost).
-The templates of every (threshold, hypothesis) pair are stacked along the hypothesis
-axis and go through ONE chunked limit scan (:func:`fit.scan_limits_with`), the same
-compiled program as the held-out scans, so no try and no selection compiles again.
+The tries come in two passes (:func:`scan_cut`): geometric steps in the kept signal
+fraction, then finer ones around the winner. Within a pass the templates of every
+(threshold, hypothesis) pair are stacked along the hypothesis axis and go through ONE
+chunked limit scan (:func:`fit.scan_limits_with`), the same compiled program as the
+held-out scans, so no try and no selection compiles again.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ class CutScan(NamedTuple):
     thresholds: np.ndarray  # (T,) cut values tried
     objective: np.ndarray  # (T,) mean log median expected σ_UL (ln fb); inf where not finite
     expected: np.ndarray  # (T, K) median expected σ_UL (fb) per try and cut hypothesis
+
+    @property
+    def at_tightest(self) -> bool:
+        """True when the tightest try won: the optimum may lie at a tighter cut than
+        the scan reaches (``[training] cut_tightest_signal_fraction``)."""
+        return int(np.argmin(self.objective)) == self.objective.size - 1
 
 
 def cut_hypotheses(n_masses: int, n_cut: int) -> np.ndarray:
@@ -61,13 +69,87 @@ def spread_hypotheses(masses, n: int, spacing: str = "scan") -> np.ndarray:
     raise ValueError(f"hypothesis spacing must be one of {HYPOTHESIS_SPACINGS}, got {spacing!r}")
 
 
-def cut_thresholds(score_signal, signal_valid, n_thresholds: int) -> np.ndarray:
-    """Cut values tried: the 0–80% quantiles of the valid (non-padding) signal scores;
-    the lowest just below the minimum, so that the first try keeps every event."""
+class CutScanSettings(NamedTuple):
+    """How :func:`scan_cut` searches a selection's cut (``[training]`` keys in brackets)."""
+
+    n_thresholds: int
+    """Tries of the first pass (``n_thresholds``)."""
+    n_refine: int
+    """Tries of the second pass, between the first pass' winner's neighbours; 0: one
+    pass only (``n_refine_thresholds``)."""
+    tightest_signal_fraction: float
+    """Fraction of the training signal the tightest try keeps
+    (``cut_tightest_signal_fraction``)."""
+    min_signal_events: int
+    """Training signal MC events every hypothesis keeps in its window at any try
+    (``cut_min_signal_events``; :func:`signal_guard_ceiling`)."""
+
+
+def cut_scan_settings(training) -> CutScanSettings:
+    """The settings of a config's ``[training]`` section (``config.TrainingConfig``)."""
+    return CutScanSettings(training.n_thresholds, training.n_refine_thresholds, training.cut_tightest_signal_fraction,
+                           training.cut_min_signal_events)
+
+
+def kept_signal_fractions(n_thresholds: int, tightest_signal_fraction: float) -> np.ndarray:
+    """(n,) fractions of the signal kept by the first pass' tries: geometric from 1 to
+    ``tightest_signal_fraction``. Geometric, not even, steps: the trained networks'
+    optima lie at the tight end, where a fixed step in quantile would be a large
+    factor in efficiency and background."""
+    return tightest_signal_fraction ** np.linspace(0.0, 1.0, n_thresholds)
+
+
+def cut_thresholds(score_signal, signal_valid, kept_fractions) -> np.ndarray:
+    """Cut values keeping ``kept_fractions`` of the valid (non-padding) signal events
+    (quantiles of their score), one per fraction; a fraction of 1 gives a cut just
+    below the lowest score, so that it keeps every event. Tied scores can repeat a
+    value (:func:`choose_cut` tries each value once)."""
     score = np.asarray(score_signal)[np.asarray(signal_valid, bool)]
-    thresholds = np.unique(np.quantile(score, np.linspace(0.0, 0.8, n_thresholds)))
-    thresholds[0] = np.nextafter(thresholds[0], -np.inf)
-    return thresholds
+    kept = np.asarray(kept_fractions, float)
+    return np.where(kept >= 1.0, np.nextafter(score.min(), -np.inf), np.quantile(score, 1.0 - kept))
+
+
+def refined_fractions(kept_fractions, best: int, n_refine: int) -> np.ndarray:
+    """(n_refine,) kept fractions of the second pass of :func:`scan_cut`: geometric
+    steps between try ``best`` of ``kept_fractions`` (decreasing) and each neighbour,
+    half on either side (the odd one on the tighter side; all on the one side at an
+    end of the scan), neither the winner nor a neighbour repeated."""
+    kept = np.asarray(kept_fractions, float)
+    looser = best > 0
+    tighter = best < kept.size - 1
+    n_loose = (n_refine // 2 if tighter else n_refine) if looser else 0
+    sides = []
+    if looser:
+        sides.append(np.geomspace(kept[best - 1], kept[best], n_loose + 2)[1:-1])
+    if tighter:
+        sides.append(np.geomspace(kept[best], kept[best + 1], n_refine - n_loose + 2)[1:-1])
+    return np.concatenate(sides) if sides else np.empty(0)
+
+
+def signal_in_windows(signal_m2, signal_valid, centres_m2, widths, window_bins: int) -> np.ndarray:
+    """(M, n) bool: the valid signal events of each hypothesis row that fall in its fit
+    window (centre ``centres_m2``, ``window_bins`` resolutions ``widths`` wide; GeV²)."""
+    half = 0.5 * window_bins * np.asarray(widths, float)[:, None]
+    offset = np.abs(np.asarray(signal_m2, float) - np.asarray(centres_m2, float)[:, None])
+    return np.asarray(signal_valid, bool) & (offset < half)
+
+
+def signal_guard_ceiling(score_signal, in_window, min_events: int) -> float:
+    """The cut value that every admissible cut must stay below so that each hypothesis
+    keeps at least ``min_events`` of its training signal MC events in its window
+    (``score_signal``, ``in_window``: (M, n)); inf when no hypothesis constrains it.
+
+    Why: with few signal MC events left, the training half's efficiency is an upward
+    fluctuation the networks were trained on, and the held-out efficiency can be zero
+    (an unbounded limit). Hypotheses with fewer than ``min_events`` in their window
+    before any cut cannot meet the guard and do not constrain it."""
+    score = np.where(np.asarray(in_window, bool), np.asarray(score_signal, float), -np.inf)
+    counts = np.asarray(in_window, bool).sum(axis=1)
+    constraining = counts >= min_events
+    if min_events < 1 or not constraining.any():
+        return float(np.inf)
+    kth_highest = -np.sort(-score[constraining], axis=1)[:, min_events - 1]
+    return float(kth_highest.min())
 
 
 def stack_hypotheses(blocks: list[dict]) -> dict:
@@ -76,12 +158,13 @@ def stack_hypotheses(blocks: list[dict]) -> dict:
 
 
 def choose_cut(thresholds, templates_for_cut: Callable[[float], dict], settings: ScanSettings) -> CutScan:
-    """The cut among ``thresholds`` with the lowest mean log median expected σ_UL.
+    """The cut among ``thresholds`` (each distinct value tried once, in increasing
+    order) with the lowest mean log median expected σ_UL.
 
     ``templates_for_cut(t)``: the fit templates (see :func:`fit.scan_limits`) of the K
     cut hypotheses on training events with ``score > t``. All T·K fits run in one
     chunked scan."""
-    thresholds = np.asarray(thresholds, float)
+    thresholds = np.unique(np.asarray(thresholds, float))
     blocks = [templates_for_cut(float(t)) for t in thresholds]
     stacked = stack_hypotheses(blocks)
     observed = stacked["background"] + ASIMOV_FLOOR
@@ -92,3 +175,42 @@ def choose_cut(thresholds, templates_for_cut: Callable[[float], dict], settings:
     objective = np.where(np.isfinite(objective), objective, np.inf)
     return CutScan(best=float(thresholds[int(np.argmin(objective))]), thresholds=thresholds,
                    objective=objective, expected=median)
+
+
+def merge_scans(first: CutScan, second: CutScan) -> CutScan:
+    """The tries of two scans in one, sorted by cut value; the best over both."""
+    thresholds = np.concatenate([first.thresholds, second.thresholds])
+    order = np.argsort(thresholds, kind="stable")
+    objective = np.concatenate([first.objective, second.objective])[order]
+    return CutScan(best=float(thresholds[order][int(np.argmin(objective))]), thresholds=thresholds[order],
+                   objective=objective, expected=np.concatenate([first.expected, second.expected])[order])
+
+
+def scan_cut(score_signal, signal_valid, templates_for_cut: Callable[[float], dict], fit_settings: ScanSettings,
+             settings: CutScanSettings, ceiling: float = np.inf) -> CutScan:
+    """A selection's cut in two passes of :func:`choose_cut`: ``n_thresholds`` tries
+    keeping from all to ``tightest_signal_fraction`` of the valid signal (geometric),
+    then ``n_refine`` tries between the winner's neighbours. Two passes resolve the
+    optimum (and the cliff where a cut mass loses its last signal) ≈ n_refine times
+    finer than one pass of the same number of tries.
+
+    Every try stays below ``ceiling`` (:func:`signal_guard_ceiling`): the tightest
+    try keeps the larger of ``tightest_signal_fraction`` and the fraction above the
+    ceiling, and any try past it is pulled back to just below it."""
+    score = np.asarray(score_signal)[np.asarray(signal_valid, bool)]
+    kept_at_ceiling = float(np.mean(score > ceiling)) if np.isfinite(ceiling) else 0.0
+    kept = kept_signal_fractions(settings.n_thresholds, max(settings.tightest_signal_fraction, kept_at_ceiling))
+    below_ceiling = np.nextafter(ceiling, -np.inf)
+
+    def thresholds(fractions):
+        return np.minimum(cut_thresholds(score_signal, signal_valid, fractions), below_ceiling)
+
+    coarse = thresholds(kept)
+    first = choose_cut(coarse, templates_for_cut, fit_settings)
+    if settings.n_refine == 0:
+        return first
+    best = int(np.flatnonzero(coarse == first.best)[0])
+    fine = np.setdiff1d(thresholds(refined_fractions(kept, best, settings.n_refine)), first.thresholds)
+    if fine.size == 0:
+        return first
+    return merge_scans(first, choose_cut(fine, templates_for_cut, fit_settings))

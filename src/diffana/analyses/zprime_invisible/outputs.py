@@ -32,7 +32,7 @@ def add_coupling_limits(result) -> None:
                 coupling_upper_limit(np.maximum(lim["expected"][:, 2], 1e-12), masses, b))
 
 
-def _has_limit(lim) -> np.ndarray:
+def has_limit(lim) -> np.ndarray:
     """(M,) hypotheses where a selection has a limit: its fits converged and its cut
     kept signal (with no signal left the limit is infinite and the fit reports
     unconverged at a huge POI, ~10³⁷ fb)."""
@@ -43,10 +43,10 @@ def _has_limit(lim) -> np.ndarray:
 def summary(result) -> dict:
     """Per selection: geometric-mean median expected σ_UL (fb) and the mean ratio of its
     expected limits to (a)'s (< 1: better than (a)), over the hypotheses where *every*
-    selection has a limit (:func:`_has_limit`), so that the selections are compared on
+    selection has a limit (:func:`has_limit`), so that the selections are compared on
     the same masses and one hypothesis without signal cannot dominate a mean;
     ``compared`` counts those hypotheses, ``no_limit`` the selection's own others."""
-    common = np.all([_has_limit(lim) for lim in result.limits.values()], axis=0)
+    common = np.all([has_limit(lim) for lim in result.limits.values()], axis=0)
     ref = result.limits["cut_based"]["expected"][common, 2]
     out = {}
     for name, lim in result.limits.items():
@@ -58,9 +58,14 @@ def summary(result) -> dict:
             "geometric_mean_ratio_to_cut_based": float(np.exp(np.mean(np.log(ratio)))),
             "converged": int(np.sum(lim["converged"])),
             "compared": int(np.sum(common)),
-            "no_limit": int(np.sum(~_has_limit(lim))),
+            "no_limit": int(np.sum(~has_limit(lim))),
             "cut": lim["cut"],
         }
+        for key in ("cut_kept_signal_fraction", "cut_at_tightest"):  # of the cut scan (training half)
+            if key in lim:
+                out[name][key] = lim[key]
+        if "cut_signal_guard" in lim:  # the score no cut may reach (None: no hypothesis constrains it)
+            out[name]["cut_signal_guard"] = lim["cut_signal_guard"] if np.isfinite(lim["cut_signal_guard"]) else None
         out[name].update(signal_efficiency_by_range(result.masses, lim["signal_efficiency"]))
         if "background_mc_n_eff" in lim:
             # windows whose background after the cut rests on less than one effective MC event

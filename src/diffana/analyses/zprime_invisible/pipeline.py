@@ -102,12 +102,18 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     signal_cut = _rows(samples.signal_train, cut_rows)
     sig_valid_cut = signal_cut["weight"] > 0
 
-    def choose_cut(score_signal_cut, score_background):
-        """The hard cut of one selection: every try in one scan over the cut hypotheses."""
-        thresholds = cuts.cut_thresholds(score_signal_cut, sig_valid_cut, tr.n_thresholds)
-        return cuts.choose_cut(thresholds, lambda c: templates(
+    # the training signal events of every hypothesis in its window: the cut guard counts them
+    signal_in_windows = cuts.signal_in_windows(samples.signal_train["recoil_mass_squared"],
+                                               samples.signal_train["weight"] > 0, centres, widths, n_window)
+
+    def choose_cut(score_signal_cut, score_background, score_signal_all):
+        """The hard cut of one selection: every try in one scan over the cut hypotheses,
+        none so tight that a hypothesis of the scan is left with too few signal MC events."""
+        ceiling = cuts.signal_guard_ceiling(score_signal_all, signal_in_windows, tr.cut_min_signal_events)
+        scan = cuts.scan_cut(score_signal_cut, sig_valid_cut, lambda c: templates(
             signal_cut, samples.background_train, (score_signal_cut > c) & sig_valid_cut,
-            score_background > c, sigma_ref, cut_rows), scan_settings)
+            score_background > c, sigma_ref, cut_rows), scan_settings, cuts.cut_scan_settings(tr), ceiling)
+        return scan, ceiling
 
     def held_out_limits(score_signal, score_background, score_data, cut):
         t = templates(samples.signal_test, samples.background_test, score_signal > cut, score_background > cut, sigma_ref)
@@ -117,9 +123,13 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         t1 = time.perf_counter()
         local_z, z_converged = scan_local_significance(t, data, sy.luminosity, a.scan_chunk_bins, a.scan_structure)
         scan_times = {"limits": t1 - t0, "significance": time.perf_counter() - t1}
+        efficiency = np.asarray(t["signal"]).sum(axis=1) / samples.luminosity
+        # with no signal left the signal-strength fit is degenerate: no significance there
+        has_signal = efficiency > 0
         result = {"observed": observed, "expected": expected, "converged": converged, "cut": float(cut),
-                  "local_significance": local_z, "significance_converged": z_converged,
-                  "signal_efficiency": np.asarray(t["signal"]).sum(axis=1) / samples.luminosity,
+                  "local_significance": np.where(has_signal, local_z, 0.0),
+                  "significance_converged": np.asarray(z_converged, bool) & has_signal,
+                  "signal_efficiency": efficiency,
                   "background": np.asarray(t["background"]).sum(axis=1),
                   "background_mc_n_eff": selected_window_n_eff(
                       samples.background_test["recoil_mass_squared"], samples.background_test["weight"],
@@ -131,16 +141,24 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     def evaluate_selection(name, score_fn):
         score_functions[name] = score_fn
         t0 = time.perf_counter()
-        scan = choose_cut(score_fn(signal_cut), score_fn(samples.background_train))
+        score_signal_cut = score_fn(signal_cut)
+        scan, ceiling = choose_cut(score_signal_cut, score_fn(samples.background_train),
+                                   score_fn(samples.signal_train))
         cut_scans[name] = np.stack([scan.thresholds, scan.objective])
         timings[f"cut_{name}"] = time.perf_counter() - t0
         scan_times, limits[name] = held_out_limits(score_fn(samples.signal_test), score_fn(samples.background_test),
                                                    score_fn(samples.pseudo_data), scan.best)
+        limits[name]["cut_kept_signal_fraction"] = float(np.mean(score_signal_cut[sig_valid_cut] > scan.best))
+        limits[name]["cut_at_tightest"] = scan.at_tightest
+        limits[name]["cut_signal_guard"] = ceiling
+        if scan.at_tightest:
+            console.print(f"[yellow]{sel.SELECTION_LABELS[name]}: {_tightest_reason(scan, ceiling, tr)}[/yellow]")
         timings[f"limits_{name}"], timings[f"significance_{name}"] = scan_times["limits"], scan_times["significance"]
         timings[f"evaluate_{name}"] = time.perf_counter() - t0
+        with_limit = outputs.has_limit(limits[name])
         console.print(f"{sel.SELECTION_LABELS[name]}: cut {scan.best:.4g}, mean expected σ_UL "
-                      f"{np.exp(np.mean(np.log(limits[name]['expected'][:, 2]))):.4g} fb "
-                      f"(converged {int(limits[name]['converged'].sum())}/{masses.size})")
+                      f"{np.exp(np.mean(np.log(limits[name]['expected'][with_limit, 2]))):.4g} fb over the "
+                      f"{int(with_limit.sum())}/{masses.size} hypotheses with a limit")
 
     # 2. (a) cut-based
     console.print("[bold]selection (a): cut-based τ suppression[/bold] (compiling the limit scan once)")
@@ -206,6 +224,16 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     (output / "timings.json").write_text(json.dumps(timings, indent=1))
     outputs.print_summary(result, console)
     return result
+
+
+def _tightest_reason(scan: cuts.CutScan, ceiling: float, training) -> str:
+    """Why the tightest cut tried won, in words: the signal guard stopped the scan, or
+    the scan's own tightest try (the optimum may then lie at a tighter cut)."""
+    if scan.best >= np.nextafter(ceiling, -np.inf):
+        return (f"the cut stops at the signal guard (score {ceiling:.4g}): a tighter cut leaves some hypothesis "
+                f"fewer than {training.cut_min_signal_events} training signal MC events in its window")
+    return (f"the tightest cut tried won (keeps {training.cut_tightest_signal_fraction:g} of the training signal); "
+            "the best cut may be tighter: lower [training] cut_tightest_signal_fraction")
 
 
 def _wide_width_limits(config: Config, samples: AnalysisSamples, resolutions, score_fn, cut: float,

@@ -19,7 +19,7 @@ One (not mass-parametrised) network: Punzi-net's recipe uses one network for all
 masses, and sharing the architecture and starting point makes (b)–(d) differ only in
 the training objective — the comparison the analysis is about. For evaluation every
 selection becomes a hard cut on its score, with the cut value chosen on the training
-events by the same mean-log-expected-limit scan (:func:`optimise_cut`).
+events by the same mean-log-expected-limit scan (:func:`diffana.analyses.zprime_invisible.cuts.choose_cut`).
 """
 
 from __future__ import annotations
@@ -237,17 +237,3 @@ def fit_network(loss_fn: Callable, net: MLP, data: dict, n_steps: int, learning_
     result = train(lambda params, _: loss_fn(params, data), net, jnp.zeros(1), n_steps=n_steps,
                    optimizer=optax.adam(learning_rate), seed=seed, progress=True)
     return result.params, result.history
-
-
-def optimise_cut(score_signal, signal_valid, score_background, evaluate: Callable, n_thresholds: int):
-    """Hard cut ``score > t`` minimising ``evaluate(signal_mask, background_mask)`` (the
-    mean log expected limit on training events); t runs over the 0–80% quantiles of
-    the (valid, non-padding) signal score. Returns (best t, [thresholds; objective])."""
-    score_signal = np.asarray(score_signal)
-    thresholds = np.unique(np.quantile(score_signal[signal_valid], np.linspace(0.0, 0.8, n_thresholds)))
-    # the lowest threshold keeps every event: t slightly below the minimum
-    thresholds[0] = np.nextafter(thresholds[0], -np.inf)
-    values = np.array([evaluate((score_signal > t) & signal_valid, np.asarray(score_background) > t)
-                       for t in thresholds])
-    values = np.where(np.isfinite(values), values, np.inf)
-    return float(thresholds[int(np.argmin(values))]), np.stack([thresholds, values])
