@@ -317,3 +317,15 @@ def test_expected_median_limits_match_the_scan(masked_and_plain):
     plain = _toy_templates(3, 2)
     _, exp_nominal, _ = fit.scan_limits(plain, plain["background"] + fit.YIELD_FLOOR, 0.01, 0.9, chunk_bins=3 * 8)
     np.testing.assert_allclose(np.asarray(median), exp_nominal[:, 2], rtol=1e-6)
+
+
+def test_tightest_kept_fraction_names_what_stops_the_scan():
+    """The tightest try keeps the larger of the configured fraction and the share above
+    the guard: 30% with a ceiling at 0.7, 1% with the ceiling above every score or
+    absent, and only valid events count."""
+    score = np.linspace(0.0, 1.0, 10001)
+    valid = np.ones(score.size, bool)
+    assert cuts.tightest_kept_fraction(score, valid, 0.7, 0.01) == pytest.approx(0.3, abs=1e-3)
+    assert cuts.tightest_kept_fraction(score, valid, 1.5, 0.01) == 0.01
+    assert cuts.tightest_kept_fraction(score, valid, np.inf, 0.01) == 0.01
+    assert cuts.tightest_kept_fraction(score, score < 0.8, 0.7, 0.01) == pytest.approx(0.1 / 0.8, abs=1e-3)

@@ -186,6 +186,17 @@ def merge_scans(first: CutScan, second: CutScan) -> CutScan:
                    objective=objective, expected=np.concatenate([first.expected, second.expected])[order])
 
 
+def tightest_kept_fraction(score_signal, signal_valid, ceiling: float, tightest_signal_fraction: float) -> float:
+    """The share of the valid signal that :func:`scan_cut`'s tightest try keeps: the
+    larger of ``tightest_signal_fraction`` and the share above the signal guard's
+    ``ceiling`` (:func:`signal_guard_ceiling`). When the second is larger, the guard,
+    not the configured fraction, stops the scan."""
+    if not np.isfinite(ceiling):
+        return tightest_signal_fraction
+    score = np.asarray(score_signal)[np.asarray(signal_valid, bool)]
+    return max(tightest_signal_fraction, float(np.mean(score > ceiling)))
+
+
 def scan_cut(score_signal, signal_valid, templates_for_cut: Callable[[float], dict], fit_settings: ScanSettings,
              settings: CutScanSettings, ceiling: float = np.inf) -> CutScan:
     """A selection's cut in two passes of :func:`choose_cut`: ``n_thresholds`` tries
@@ -197,9 +208,8 @@ def scan_cut(score_signal, signal_valid, templates_for_cut: Callable[[float], di
     Every try stays below ``ceiling`` (:func:`signal_guard_ceiling`): the tightest
     try keeps the larger of ``tightest_signal_fraction`` and the fraction above the
     ceiling, and any try past it is pulled back to just below it."""
-    score = np.asarray(score_signal)[np.asarray(signal_valid, bool)]
-    kept_at_ceiling = float(np.mean(score > ceiling)) if np.isfinite(ceiling) else 0.0
-    kept = kept_signal_fractions(settings.n_thresholds, max(settings.tightest_signal_fraction, kept_at_ceiling))
+    kept = kept_signal_fractions(settings.n_thresholds, tightest_kept_fraction(
+        score_signal, signal_valid, ceiling, settings.tightest_signal_fraction))
     below_ceiling = np.nextafter(ceiling, -np.inf)
 
     def thresholds(fractions):

@@ -152,7 +152,9 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         limits[name]["cut_at_tightest"] = scan.at_tightest
         limits[name]["cut_signal_guard"] = ceiling
         if scan.at_tightest:
-            console.print(f"[yellow]{sel.SELECTION_LABELS[name]}: {_tightest_reason(scan, ceiling, tr)}[/yellow]")
+            guard_binds = cuts.tightest_kept_fraction(score_signal_cut, sig_valid_cut, ceiling,
+                                                      tr.cut_tightest_signal_fraction) > tr.cut_tightest_signal_fraction
+            console.print(f"[yellow]{sel.SELECTION_LABELS[name]}: {_tightest_reason(guard_binds, ceiling, tr)}[/yellow]")
         timings[f"limits_{name}"], timings[f"significance_{name}"] = scan_times["limits"], scan_times["significance"]
         timings[f"evaluate_{name}"] = time.perf_counter() - t0
         with_limit = outputs.has_limit(limits[name])
@@ -226,10 +228,11 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     return result
 
 
-def _tightest_reason(scan: cuts.CutScan, ceiling: float, training) -> str:
-    """Why the tightest cut tried won, in words: the signal guard stopped the scan, or
-    the scan's own tightest try (the optimum may then lie at a tighter cut)."""
-    if scan.best >= np.nextafter(ceiling, -np.inf):
+def _tightest_reason(guard_binds: bool, ceiling: float, training) -> str:
+    """Why the tightest cut tried won, in words: the signal guard stopped the scan
+    (``guard_binds``), or the scan's own tightest try (the optimum may then lie at a
+    tighter cut)."""
+    if guard_binds:
         return (f"the cut stops at the signal guard (score {ceiling:.4g}): a tighter cut leaves some hypothesis "
                 f"fewer than {training.cut_min_signal_events} training signal MC events in its window")
     return (f"the tightest cut tried won (keeps {training.cut_tightest_signal_fraction:g} of the training signal); "
