@@ -329,3 +329,34 @@ def test_tightest_kept_fraction_names_what_stops_the_scan():
     assert cuts.tightest_kept_fraction(score, valid, 1.5, 0.01) == 0.01
     assert cuts.tightest_kept_fraction(score, valid, np.inf, 0.01) == 0.01
     assert cuts.tightest_kept_fraction(score, score < 0.8, 0.7, 0.01) == pytest.approx(0.1 / 0.8, abs=1e-3)
+
+
+def _toy_samples(n_signal=(3, 4000), n_background=20000):
+    rng = np.random.default_rng(1)
+    signal_weight = np.where(rng.uniform(size=n_signal) < 0.9, 2.0, 0.0)  # 10% padding
+    signal = {"recoil_mass_squared": rng.uniform(0, 10, n_signal), "weight": signal_weight}
+    background = {"recoil_mass_squared": rng.uniform(0, 10, n_background), "weight": np.full(n_background, 3.0)}
+    return samples.AnalysisSamples(masses=np.array([1.0, 2.0, 3.0]), background_train=background,
+                                   background_test=background, signal_train=signal, signal_test=signal,
+                                   pseudo_data=None, luminosity=1.0, generated={})
+
+
+def test_split_for_cut_choice_holds_back_a_disjoint_share():
+    """A 30% validation share: every training event lands in exactly one part, each
+    part's weights stand for the whole half (sums within 3% of it), padding stays
+    padding, and fraction 0 hands back the training half itself."""
+    toy = _toy_samples()
+    networks, validation = cuts.split_for_cut_choice(toy, 0.3, seed=4)
+    in_net, in_val = networks.signal_train["weight"] > 0, validation.signal["weight"] > 0
+    np.testing.assert_array_equal(in_net | in_val, toy.signal_train["weight"] > 0)
+    assert not np.any(in_net & in_val)
+    assert np.mean(in_val[toy.signal_train["weight"] > 0]) == pytest.approx(0.3, abs=0.01)
+    for part in (networks.signal_train, validation.signal):
+        assert part["weight"].sum() == pytest.approx(toy.signal_train["weight"].sum(), rel=0.03)
+    n_background = toy.background_train["weight"].size
+    assert networks.background_train["weight"].size + validation.background["weight"].size == n_background
+    for part in (networks.background_train, validation.background):
+        assert part["weight"].sum() == pytest.approx(toy.background_train["weight"].sum(), rel=0.03)
+    assert networks.background_test is toy.background_test  # the held-out half is untouched
+    same, whole = cuts.split_for_cut_choice(toy, 0.0, seed=4)
+    assert same is toy and whole.signal is toy.signal_train and whole.background is toy.background_train

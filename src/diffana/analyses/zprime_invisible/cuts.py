@@ -13,12 +13,14 @@ held-out scans, so no try and no selection compiles again.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, NamedTuple
 
 import numpy as np
 
 from diffana.analyses.zprime_invisible.fit import ScanSettings, scan_limits_with
 from diffana.analyses.zprime_invisible.names import HYPOTHESIS_SPACINGS
+from diffana.analyses.zprime_invisible.samples import AnalysisSamples
 
 ASIMOV_FLOOR = 1e-3
 """Events added to the training background to form the (Asimov-like) observed
@@ -224,3 +226,48 @@ def scan_cut(score_signal, signal_valid, templates_for_cut: Callable[[float], di
     if fine.size == 0:
         return first
     return merge_scans(first, choose_cut(fine, templates_for_cut, fit_settings))
+
+
+class CutChoiceSample(NamedTuple):
+    """The events a selection's hard cut is chosen on, weights scaled to the full
+    sample like every half of :class:`~samples.AnalysisSamples`."""
+
+    signal: dict  # feature → (M, n), one row per hypothesis; weight (fb⁻¹ per event) 0 = not in this share
+    background: dict  # feature → (N,); weight in expected events
+
+
+def _weighted_share(sample: dict, in_share: np.ndarray, fraction: float) -> dict:
+    """``sample`` with the events outside ``in_share`` at weight 0 and the rest scaled
+    by 1/``fraction`` (the (M, n) signal keeps its shape: weight 0 is padding there)."""
+    return {**sample, "weight": np.where(in_share, np.asarray(sample["weight"]) / fraction, 0.0)}
+
+
+def _background_share(sample: dict, in_share: np.ndarray, fraction: float) -> dict:
+    share = {k: np.asarray(v)[in_share] for k, v in sample.items()}
+    share["weight"] = share["weight"] / fraction
+    return share
+
+
+def split_for_cut_choice(samples: AnalysisSamples, fraction: float, seed: int) -> tuple[AnalysisSamples,
+                                                                                         CutChoiceSample]:
+    """The training half split into the events the networks learn from (returned as
+    ``samples`` with a smaller training half) and a validation share ``fraction`` of
+    it that no network sees, on which the cut is chosen.
+
+    Why: a cut chosen on the networks' own training events favours the tight cuts
+    where the networks learned the events' fluctuations; with the guard of
+    :func:`signal_guard_ceiling` the training-half objective falls until the weakest
+    hypothesis is about to lose its signal (tutorial §6). ``fraction`` = 0 keeps the
+    old behaviour: both are the whole training half."""
+    if fraction == 0:
+        return samples, CutChoiceSample(samples.signal_train, samples.background_train)
+    rng = np.random.default_rng([seed, 20261204])
+    signal_held = rng.uniform(size=np.shape(samples.signal_train["weight"])) < fraction
+    background_held = rng.uniform(size=np.shape(samples.background_train["weight"])) < fraction
+    networks = dataclasses.replace(
+        samples, signal_train=_weighted_share(samples.signal_train, ~signal_held, 1.0 - fraction),
+        background_train=_background_share(samples.background_train, ~background_held, 1.0 - fraction))
+    validation = CutChoiceSample(_weighted_share(samples.signal_train, signal_held, fraction),
+                                 _background_share(samples.background_train, background_held, fraction))
+    return networks, validation
+

@@ -98,20 +98,23 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
                     np.ones_like(samples.background_test["weight"]), np.ones(masses.size))
     sigma_ref = reference_cross_sections(raw["signal"], raw["background"])
 
+    # the networks learn from net_samples' training half; the cuts are chosen on cut_sample
+    # (the same events unless training.cut_validation_fraction holds a share back)
+    net_samples, cut_sample = cuts.split_for_cut_choice(samples, tr.cut_validation_fraction, seed)
     cut_rows = cuts.cut_hypotheses(masses.size, tr.cut_masses)
-    signal_cut = _rows(samples.signal_train, cut_rows)
+    signal_cut = _rows(cut_sample.signal, cut_rows)
     sig_valid_cut = signal_cut["weight"] > 0
 
-    # the training signal events of every hypothesis in its window: the cut guard counts them
-    signal_in_windows = cuts.signal_in_windows(samples.signal_train["recoil_mass_squared"],
-                                               samples.signal_train["weight"] > 0, centres, widths, n_window)
+    # the cut sample's signal events of every hypothesis in its window: the cut guard counts them
+    signal_in_windows = cuts.signal_in_windows(cut_sample.signal["recoil_mass_squared"],
+                                               cut_sample.signal["weight"] > 0, centres, widths, n_window)
 
     def choose_cut(score_signal_cut, score_background, score_signal_all):
         """The hard cut of one selection: every try in one scan over the cut hypotheses,
         none so tight that a hypothesis of the scan is left with too few signal MC events."""
         ceiling = cuts.signal_guard_ceiling(score_signal_all, signal_in_windows, tr.cut_min_signal_events)
         scan = cuts.scan_cut(score_signal_cut, sig_valid_cut, lambda c: templates(
-            signal_cut, samples.background_train, (score_signal_cut > c) & sig_valid_cut,
+            signal_cut, cut_sample.background, (score_signal_cut > c) & sig_valid_cut,
             score_background > c, sigma_ref, cut_rows), scan_settings, cuts.cut_scan_settings(tr), ceiling)
         return scan, ceiling
 
@@ -142,8 +145,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         score_functions[name] = score_fn
         t0 = time.perf_counter()
         score_signal_cut = score_fn(signal_cut)
-        scan, ceiling = choose_cut(score_signal_cut, score_fn(samples.background_train),
-                                   score_fn(samples.signal_train))
+        scan, ceiling = choose_cut(score_signal_cut, score_fn(cut_sample.background), score_fn(cut_sample.signal))
         cut_scans[name] = np.stack([scan.thresholds, scan.objective])
         timings[f"cut_{name}"] = time.perf_counter() - t0
         scan_times, limits[name] = held_out_limits(score_fn(samples.signal_test), score_fn(samples.background_test),
@@ -167,9 +169,9 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     evaluate_selection("cut_based", sel.tau_plane_score)
 
     # 3. networks: (b) BCE, (c) Punzi from (b), (d) limit from (b)
-    train_rows, data = sel.hypothesis_training_data(samples, tr, centres, widths, seed, n_window)
+    train_rows, data = sel.hypothesis_training_data(net_samples, tr, centres, widths, seed, n_window)
     data["sigma_ref"] = jnp.asarray(sigma_ref[train_rows])
-    net = sel.make_network(samples.background_train, tr.hidden, seed)
+    net = sel.make_network(net_samples.background_train, tr.hidden, seed)
     t0 = time.perf_counter()
     console.print("[bold]selection (b): MLP with BCE[/bold]")
     net_bce, histories["mlp_bce"] = sel.fit_network(sel.bce_loss, net, data, tr.bce_steps, tr.learning_rate, seed)
@@ -234,7 +236,7 @@ def _tightest_reason(guard_binds: bool, ceiling: float, training) -> str:
     tighter cut)."""
     if guard_binds:
         return (f"the cut stops at the signal guard (score {ceiling:.4g}): a tighter cut leaves some hypothesis "
-                f"fewer than {training.cut_min_signal_events} training signal MC events in its window")
+                f"fewer than {training.cut_min_signal_events} signal MC events (of those the cut is chosen on) in its window")
     return (f"the tightest cut tried won (keeps {training.cut_tightest_signal_fraction:g} of the training signal); "
             "the best cut may be tighter: lower [training] cut_tightest_signal_fraction")
 
