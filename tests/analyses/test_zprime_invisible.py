@@ -465,7 +465,7 @@ def test_tiny_end_to_end_run(tmp_path):
         "samples": {"background_events": 5000, "signal_events_per_mass": 400,
                     "process_events": {"mumu": 5000, "tautau": 5000, "eemumu": 5000}},
         "training": {"n_masses": 2, "max_events": 500, "bce_steps": 3, "punzi_steps": 2, "limit_steps": 1,
-                     "n_thresholds": 2}})
+                     "n_thresholds": 2, "cut_validation_fraction": 0.3}})  # the cut on a held-back share
     result = run_analysis(config, tmp_path, seed=2, make_plots=True)
     for name in ("limits.csv", "limits.json", "limits_hepdata.yaml", "zprime_brazil.png", "zprime_training.png",
                  "wide_width_limits.csv", "zprime_wide_width.png"):
@@ -477,6 +477,9 @@ def test_tiny_end_to_end_run(tmp_path):
         assert lim["local_significance"].shape == (3,) and np.all(np.isfinite(lim["local_significance"]))
         assert lim["background_mc_n_eff"].shape == (3,) and np.all(lim["background_mc_n_eff"] >= 0)
     assert all(0 <= s["windows_below_one_mc_event"] <= 3 for s in result.summary.values())
+    for s in result.summary.values():  # the guard's score and hypothesis are both set or both None
+        assert (s["cut_signal_guard"] is None) == (s["cut_signal_guard_mass_GeV"] is None)
+        assert s["cut_signal_guard_mass_GeV"] is None or s["cut_signal_guard_mass_GeV"] in result.masses
     assert all(0.0 <= s["global_significance"] <= s["max_local_significance"] + 1e-12 for s in result.summary.values())
 
 

@@ -265,6 +265,8 @@ def test_signal_guard_ceiling_keeps_min_events_in_every_window():
     ceiling = cuts.signal_guard_ceiling(score, in_window, 20)
     assert ceiling == pytest.approx(score[0, 20])
     assert np.sum(score[0][in_window[0]] > np.nextafter(ceiling, -np.inf)) == 20
+    np.testing.assert_array_equal(cuts.signal_guard_scores(score, in_window, 20), [score[0, 20], np.inf])
+    np.testing.assert_array_equal(cuts.signal_guard_scores(score, in_window, 5), [score[0, 35], score[1, 5]])
     assert cuts.signal_guard_ceiling(score, in_window, 0) == np.inf  # guard off
     assert cuts.signal_guard_ceiling(score, in_window, 41) == np.inf  # no row can meet it
 

@@ -136,22 +136,31 @@ def signal_in_windows(signal_m2, signal_valid, centres_m2, widths, window_bins: 
     return np.asarray(signal_valid, bool) & (offset < half)
 
 
+def signal_guard_scores(score_signal, in_window, min_events: int) -> np.ndarray:
+    """(M,) per hypothesis, the score below which a cut must stay for it to keep
+    ``min_events`` of its signal MC events in its window (``score_signal``,
+    ``in_window``: (M, n)): its ``min_events``-th highest window score; inf where the
+    guard is off (``min_events`` < 1) or the hypothesis has fewer window events before
+    any cut (it cannot meet the guard and does not constrain it)."""
+    in_window = np.asarray(in_window, bool)
+    guard = np.full(in_window.shape[0], np.inf)
+    constraining = in_window.sum(axis=1) >= min_events
+    if min_events < 1 or not constraining.any():
+        return guard
+    score = np.where(in_window, np.asarray(score_signal, float), -np.inf)
+    guard[constraining] = -np.sort(-score[constraining], axis=1)[:, min_events - 1]
+    return guard
+
+
 def signal_guard_ceiling(score_signal, in_window, min_events: int) -> float:
     """The cut value that every admissible cut must stay below so that each hypothesis
-    keeps at least ``min_events`` of its training signal MC events in its window
-    (``score_signal``, ``in_window``: (M, n)); inf when no hypothesis constrains it.
+    keeps at least ``min_events`` of its signal MC events in its window: the lowest of
+    :func:`signal_guard_scores`; inf when no hypothesis constrains it.
 
-    Why: with few signal MC events left, the training half's efficiency is an upward
-    fluctuation the networks were trained on, and the held-out efficiency can be zero
-    (an unbounded limit). Hypotheses with fewer than ``min_events`` in their window
-    before any cut cannot meet the guard and do not constrain it."""
-    score = np.where(np.asarray(in_window, bool), np.asarray(score_signal, float), -np.inf)
-    counts = np.asarray(in_window, bool).sum(axis=1)
-    constraining = counts >= min_events
-    if min_events < 1 or not constraining.any():
-        return float(np.inf)
-    kth_highest = -np.sort(-score[constraining], axis=1)[:, min_events - 1]
-    return float(kth_highest.min())
+    Why: with few signal MC events left, the efficiency measured on the events the cut
+    is chosen on can be an upward fluctuation, and the held-out efficiency zero (an
+    unbounded limit)."""
+    return float(np.min(signal_guard_scores(score_signal, in_window, min_events)))
 
 
 def stack_hypotheses(blocks: list[dict]) -> dict:

@@ -61,7 +61,8 @@ def summary(result) -> dict:
             "no_limit": int(np.sum(~has_limit(lim))),
             "cut": lim["cut"],
         }
-        for key in ("cut_kept_signal_fraction", "cut_at_tightest"):  # of the cut scan (training half)
+        # of the cut scan (training half); the guard's hypothesis: None when none constrains the cut
+        for key in ("cut_kept_signal_fraction", "cut_at_tightest", "cut_signal_guard_mass_GeV"):
             if key in lim:
                 out[name][key] = lim[key]
         if "cut_signal_guard" in lim:  # the score no cut may reach (None: no hypothesis constrains it)

@@ -112,11 +112,14 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     def choose_cut(score_signal_cut, score_background, score_signal_all):
         """The hard cut of one selection: every try in one scan over the cut hypotheses,
         none so tight that a hypothesis of the scan is left with too few signal MC events."""
-        ceiling = cuts.signal_guard_ceiling(score_signal_all, signal_in_windows, tr.cut_min_signal_events)
+        guard = cuts.signal_guard_scores(score_signal_all, signal_in_windows, tr.cut_min_signal_events)
+        ceiling = float(guard.min())
         scan = cuts.scan_cut(score_signal_cut, sig_valid_cut, lambda c: templates(
             signal_cut, cut_sample.background, (score_signal_cut > c) & sig_valid_cut,
             score_background > c, sigma_ref, cut_rows), scan_settings, cuts.cut_scan_settings(tr), ceiling)
-        return scan, ceiling
+        # the hypothesis that sets the guard (None when none constrains it)
+        guard_mass = float(masses[np.argmin(guard)]) if np.isfinite(ceiling) else None
+        return scan, ceiling, guard_mass
 
     def held_out_limits(score_signal, score_background, score_data, cut):
         t = templates(samples.signal_test, samples.background_test, score_signal > cut, score_background > cut, sigma_ref)
@@ -145,7 +148,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         score_functions[name] = score_fn
         t0 = time.perf_counter()
         score_signal_cut = score_fn(signal_cut)
-        scan, ceiling = choose_cut(score_signal_cut, score_fn(cut_sample.background), score_fn(cut_sample.signal))
+        scan, ceiling, guard_mass = choose_cut(score_signal_cut, score_fn(cut_sample.background), score_fn(cut_sample.signal))
         cut_scans[name] = np.stack([scan.thresholds, scan.objective])
         timings[f"cut_{name}"] = time.perf_counter() - t0
         scan_times, limits[name] = held_out_limits(score_fn(samples.signal_test), score_fn(samples.background_test),
@@ -153,6 +156,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         limits[name]["cut_kept_signal_fraction"] = float(np.mean(score_signal_cut[sig_valid_cut] > scan.best))
         limits[name]["cut_at_tightest"] = scan.at_tightest
         limits[name]["cut_signal_guard"] = ceiling
+        limits[name]["cut_signal_guard_mass_GeV"] = guard_mass
         if scan.at_tightest:
             guard_binds = cuts.tightest_kept_fraction(score_signal_cut, sig_valid_cut, ceiling,
                                                       tr.cut_tightest_signal_fraction) > tr.cut_tightest_signal_fraction
