@@ -362,3 +362,14 @@ def test_split_for_cut_choice_holds_back_a_disjoint_share():
     assert networks.background_test is toy.background_test  # the held-out half is untouched
     same, whole = cuts.split_for_cut_choice(toy, 0.0, seed=4)
     assert same is toy and whole.signal is toy.signal_train and whole.background is toy.background_train
+
+
+def test_guard_ceiling_spares_the_weakest_hypotheses():
+    """Sparing k hypotheses moves the ceiling to the (k+1)-th lowest guard score and
+    names that hypothesis; exempt hypotheses (inf) never set it."""
+    scores = np.array([0.7, 0.2, np.inf, 0.5])
+    assert cuts.guard_ceiling(scores) == cuts.GuardCeiling(0.2, 1)
+    assert cuts.guard_ceiling(scores, spared=1) == cuts.GuardCeiling(0.5, 3)
+    assert cuts.guard_ceiling(scores, spared=2) == cuts.GuardCeiling(0.7, 0)
+    for spared in (3, 4):
+        assert cuts.guard_ceiling(scores, spared) == cuts.GuardCeiling(np.inf, None)

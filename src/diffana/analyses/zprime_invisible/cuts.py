@@ -152,6 +152,28 @@ def signal_guard_scores(score_signal, in_window, min_events: int) -> np.ndarray:
     return guard
 
 
+class GuardCeiling(NamedTuple):
+    """Where the signal guard stops a cut scan."""
+
+    score: float  # no try reaches this score; inf when no hypothesis constrains the cut
+    hypothesis: int | None  # index of the hypothesis that sets it; None when none does
+
+
+def guard_ceiling(guard_scores, spared: int = 0) -> GuardCeiling:
+    """The ceiling of :func:`signal_guard_scores` that spares the ``spared`` hypotheses
+    with the lowest guard scores (they may keep fewer signal events than the guard
+    asks; ``training.cut_guard_spared_hypotheses``): the (``spared`` + 1)-th lowest.
+
+    Why spare any: one cut serves every mass, and the hypothesis whose window keeps the
+    fewest signal events (the top of the scan, 8.50 GeV, in quick seed 1) otherwise
+    holds every other hypothesis' cut back (tutorial §6)."""
+    guard_scores = np.asarray(guard_scores, float)
+    order = np.argsort(guard_scores, kind="stable")
+    if spared >= order.size or not np.isfinite(guard_scores[order[spared]]):
+        return GuardCeiling(float(np.inf), None)
+    return GuardCeiling(float(guard_scores[order[spared]]), int(order[spared]))
+
+
 def signal_guard_ceiling(score_signal, in_window, min_events: int) -> float:
     """The cut value that every admissible cut must stay below so that each hypothesis
     keeps at least ``min_events`` of its signal MC events in its window: the lowest of
@@ -160,7 +182,7 @@ def signal_guard_ceiling(score_signal, in_window, min_events: int) -> float:
     Why: with few signal MC events left, the efficiency measured on the events the cut
     is chosen on can be an upward fluctuation, and the held-out efficiency zero (an
     unbounded limit)."""
-    return float(np.min(signal_guard_scores(score_signal, in_window, min_events)))
+    return guard_ceiling(signal_guard_scores(score_signal, in_window, min_events)).score
 
 
 def stack_hypotheses(blocks: list[dict]) -> dict:

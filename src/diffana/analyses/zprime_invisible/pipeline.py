@@ -112,13 +112,13 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     def choose_cut(score_signal_cut, score_background, score_signal_all):
         """The hard cut of one selection: every try in one scan over the cut hypotheses,
         none so tight that a hypothesis of the scan is left with too few signal MC events."""
-        guard = cuts.signal_guard_scores(score_signal_all, signal_in_windows, tr.cut_min_signal_events)
-        ceiling = float(guard.min())
+        guard = cuts.guard_ceiling(cuts.signal_guard_scores(score_signal_all, signal_in_windows,
+                                                            tr.cut_min_signal_events), tr.cut_guard_spared_hypotheses)
+        ceiling = guard.score
         scan = cuts.scan_cut(score_signal_cut, sig_valid_cut, lambda c: templates(
             signal_cut, cut_sample.background, (score_signal_cut > c) & sig_valid_cut,
             score_background > c, sigma_ref, cut_rows), scan_settings, cuts.cut_scan_settings(tr), ceiling)
-        # the hypothesis that sets the guard (None when none constrains it)
-        guard_mass = float(masses[np.argmin(guard)]) if np.isfinite(ceiling) else None
+        guard_mass = None if guard.hypothesis is None else float(masses[guard.hypothesis])
         return scan, ceiling, guard_mass
 
     def held_out_limits(score_signal, score_background, score_data, cut):
