@@ -61,7 +61,7 @@ def _write(tmp_path, text, name="c.toml"):
         ("[training]\ncut_tightest_signal_fraction = 1.0\n", "cut_tightest_signal_fraction must lie in (0, 1)"),
         ("[training]\ncut_min_signal_events = -1\n", "cut_min_signal_events must be >= 0"),
         ("[training]\ncut_validation_fraction = 1.0\n", "cut_validation_fraction must lie in [0, 1)"),
-        ("[training]\ncut_guard_spared_hypotheses = -1\n", "cut_guard_spared_hypotheses must be >= 0"),
+        ("[training]\ncut_guard_spared_fraction = 1.0\n", "cut_guard_spared_fraction must lie in [0, 1)"),
     ],
 )
 def test_bad_configs_name_the_problem(tmp_path, text, fragment):

@@ -373,3 +373,10 @@ def test_guard_ceiling_spares_the_weakest_hypotheses():
     assert cuts.guard_ceiling(scores, spared=2) == cuts.GuardCeiling(0.7, 0)
     for spared in (3, 4):
         assert cuts.guard_ceiling(scores, spared) == cuts.GuardCeiling(np.inf, None)
+
+
+def test_spared_hypotheses_round_the_share_up():
+    assert cuts.spared_hypotheses(16, 0.0) == 0
+    assert cuts.spared_hypotheses(16, 0.05) == 1  # 0.8 rounds up
+    assert cuts.spared_hypotheses(582, 0.05) == 30  # 29.1
+    assert cuts.spared_hypotheses(20, 0.05) == 1  # exactly 1, not 2

@@ -131,8 +131,8 @@ class TrainingConfig:
     ``n_refine_thresholds`` more between the winner's neighbours (``cuts.scan_cut``),
     none so tight that a hypothesis of the scan keeps fewer than
     ``cut_min_signal_events`` training signal MC events in its window.
-    ``cut_guard_spared_hypotheses``: how many of the hypotheses that would hold the cut
-    back most the guard lets go (``cuts.guard_ceiling``).
+    ``cut_guard_spared_fraction``: the share of the scan's hypotheses (rounded up) that
+    would hold the cut back most and that the guard lets go (``cuts.spared_hypotheses``).
     ``cut_validation_fraction``: the share of the training half held back from the
     networks to choose the cut on (``cuts.split_for_cut_choice``; 0: the cut is chosen
     on the networks' own training events).
@@ -158,7 +158,7 @@ class TrainingConfig:
     n_refine_thresholds: int = 6
     cut_tightest_signal_fraction: float = 0.02
     cut_min_signal_events: int = 10
-    cut_guard_spared_hypotheses: int = 0
+    cut_guard_spared_fraction: float = 0.0
     cut_validation_fraction: float = 0.0
     cut_masses: int = 16
     hypothesis_spacing: str = "scan"
@@ -397,7 +397,7 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     _require(0 < tr.cut_tightest_signal_fraction < 1,
              f"{w}: [training] cut_tightest_signal_fraction must lie in (0, 1)")
     _require(tr.cut_min_signal_events >= 0, f"{w}: [training] cut_min_signal_events must be >= 0")
-    _require(tr.cut_guard_spared_hypotheses >= 0, f"{w}: [training] cut_guard_spared_hypotheses must be >= 0")
+    _require(0 <= tr.cut_guard_spared_fraction < 1, f"{w}: [training] cut_guard_spared_fraction must lie in [0, 1)")
     _require(0 <= tr.cut_validation_fraction < 1,
              f"{w}: [training] cut_validation_fraction must lie in [0, 1)")
     _require(tr.cut_masses >= 1, f"{w}: [training] cut_masses must be >= 1")

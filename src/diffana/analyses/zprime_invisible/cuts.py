@@ -159,10 +159,17 @@ class GuardCeiling(NamedTuple):
     hypothesis: int | None  # index of the hypothesis that sets it; None when none does
 
 
+def spared_hypotheses(n_hypotheses: int, spared_fraction: float) -> int:
+    """How many of ``n_hypotheses`` the guard spares: ``spared_fraction`` of them,
+    rounded up (``training.cut_guard_spared_fraction``; any positive share spares one),
+    so that one setting means the same share of the scan in ``--quick`` and in full."""
+    return int(np.ceil(spared_fraction * n_hypotheses - 1e-9))
+
+
 def guard_ceiling(guard_scores, spared: int = 0) -> GuardCeiling:
     """The ceiling of :func:`signal_guard_scores` that spares the ``spared`` hypotheses
     with the lowest guard scores (they may keep fewer signal events than the guard
-    asks; ``training.cut_guard_spared_hypotheses``): the (``spared`` + 1)-th lowest.
+    asks; :func:`spared_hypotheses`): the (``spared`` + 1)-th lowest.
 
     Why spare any: one cut serves every mass, and the hypothesis whose window keeps the
     fewest signal events (the top of the scan, 8.50 GeV, in quick seed 1) otherwise

@@ -113,7 +113,8 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         """The hard cut of one selection: every try in one scan over the cut hypotheses,
         none so tight that a hypothesis of the scan is left with too few signal MC events."""
         guard = cuts.guard_ceiling(cuts.signal_guard_scores(score_signal_all, signal_in_windows,
-                                                            tr.cut_min_signal_events), tr.cut_guard_spared_hypotheses)
+                                                            tr.cut_min_signal_events),
+                                   cuts.spared_hypotheses(masses.size, tr.cut_guard_spared_fraction))
         ceiling = guard.score
         scan = cuts.scan_cut(score_signal_cut, sig_valid_cut, lambda c: templates(
             signal_cut, cut_sample.background, (score_signal_cut > c) & sig_valid_cut,
