@@ -158,7 +158,7 @@ class TrainingConfig:
     n_refine_thresholds: int = 6
     cut_tightest_signal_fraction: float = 0.02
     cut_min_signal_events: int = 10
-    cut_guard_spared_fraction: float = 0.0
+    cut_guard_spared_fraction: float = 0.05
     cut_validation_fraction: float = 0.0
     cut_masses: int = 16
     hypothesis_spacing: str = "scan"
