@@ -1,9 +1,11 @@
 """Regression: the flagship's --quick seed-1 limits against a stored run.
 
 ``data/zprime_quick_seed1_limits.csv`` is ``limits.csv`` of ``diffana
-zprime-invisible --quick --seed 1`` regenerated on 2026-12-03 when the shipped config
-switched to the ISR signal (``samples.signal_isr = true``); the one before it was the
-Born-level signal after the eeμμ generator change of 226f695. A
+zprime-invisible --quick --seed 1`` regenerated on 2026-12-04 when the cut scan became
+two passes with a signal guard that spares 5% of the hypotheses
+(``training.cut_guard_spared_fraction``; the guard of 5defd57 without sparing had left
+the file stale — this test is slow, so CI did not catch it). The one before was
+generated on 2026-12-03 when the shipped config switched to the ISR signal. A
 change that is meant to leave behaviour alone (a refactor, a speed-up) must reproduce
 it to fit precision; a change that is meant to move the numbers (new physics, a new default) regenerates the file with
 that command and says so in its commit message. Slow (4–7 minutes on 2 cores).
