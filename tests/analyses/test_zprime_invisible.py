@@ -3,6 +3,7 @@ model, selections' losses, tables; a tiny end-to-end run (slow)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -226,14 +227,69 @@ def test_analysis_templates_keys_shapes_and_systematics():
     background = {"recoil_mass_squared": rng.uniform(0, 60, N), "recoil_theta_cm": rng.uniform(0, 180, N),
                   "weight": np.ones(N), "process": rng.integers(1, 4, N)}
     edges = templates.theta_edges(2)
+    without_mc_errors = dataclasses.replace(config.systematics, background_mc_statistics=False)
     t = templates.analysis_templates(centres, widths, signal, np.ones((M, n)), background, np.ones(N), edges, 20,
-                                     config.systematics, np.ones(M))
+                                     without_mc_errors, np.ones(M))
     for key in fit.TEMPLATE_KEYS:
         assert t[key].shape == (M, 40)
     assert np.all(np.asarray(t["background_mumu"]) <= np.asarray(t["background"]))
     np.testing.assert_allclose(t["signal_efficiency"], [0.027, 0.065, 0.083])
     assert set(np.unique(np.asarray(t["background_shape"])[2])) <= {0.086, 0.25}
     assert np.asarray(t["photon_veto"])[0].max() == 0.34 and np.asarray(t["photon_veto"])[2].max() == 0.05
+
+
+def _one_window_background(weights, rng):
+    """One hypothesis (M² = 4 GeV², 20 bins of 0.1 GeV², one θ bin) and background
+    events of ``weights`` spread over its window, with a small signal peak."""
+    n = weights.size
+    background = {"recoil_mass_squared": rng.uniform(3.0, 5.0, n), "recoil_theta_cm": rng.uniform(0, 180, n),
+                  "weight": weights, "process": np.full(n, 2)}
+    signal = {"recoil_mass_squared": 4.0 + 0.1 * rng.normal(size=(1, 400)),
+              "recoil_theta_cm": rng.uniform(0, 180, (1, 400)), "weight": np.full((1, 400), 0.05)}
+    return signal, background
+
+
+def _window_templates(signal, background, systematics):
+    return templates.analysis_templates(np.array([4.0]), np.array([0.1]), signal, np.ones((1, 400)), background,
+                                        np.ones(background["weight"].size), templates.theta_edges(1), 20,
+                                        systematics, np.ones(1))
+
+
+def test_background_mc_statistics_add_the_template_error_in_quadrature():
+    """With ``background_mc_statistics`` each bin's shapesys uncertainty is
+    √(shape² + Σw²/(B + floor)²), Σw² histogrammed independently here; a bin with no
+    MC keeps the configured shape uncertainty."""
+    rng = np.random.default_rng(3)
+    weights = rng.exponential(40.0, 60)
+    signal, background = _one_window_background(weights, rng)
+    systematics = cfg.SystematicsConfig()
+    assert systematics.background_mc_statistics
+    t = _window_templates(signal, background, systematics)
+    edges = templates.window_edges(4.0, 0.1, 20)
+    sumw, _ = np.histogram(background["recoil_mass_squared"], edges, weights=weights)
+    sumw2, _ = np.histogram(background["recoil_mass_squared"], edges, weights=weights**2)
+    expected = np.sqrt(0.032**2 + sumw2 / (sumw + fit.YIELD_FLOOR) ** 2)
+    np.testing.assert_allclose(np.asarray(t["background_shape"])[0], expected, rtol=1e-12)
+    assert (sumw == 0).any() and np.all(expected[sumw == 0] == 0.032)
+    off = _window_templates(signal, background, dataclasses.replace(systematics, background_mc_statistics=False))
+    np.testing.assert_allclose(np.asarray(off["background_shape"])[0], 0.032)
+
+
+def test_background_mc_statistics_weaken_the_limit_only_where_the_mc_is_thin():
+    """The same expected background (≈ 2 400 events in the window) from 60 heavy MC events
+    or from 60 000 light ones: with the MC error in the fit the thin sample's median
+    expected limit is weaker than without it; the rich sample's limit hardly moves."""
+    rng = np.random.default_rng(4)
+    on, off = cfg.SystematicsConfig(), cfg.SystematicsConfig(background_mc_statistics=False)
+    def limit(t):  # bin_mask stays numpy: the fit groups hypotheses by it at trace time
+        return fit.expected_median_limits(t, 0.01, 0.9)
+    ratios = {}
+    for name, n in (("thin", 60), ("rich", 60_000)):
+        signal, background = _one_window_background(np.full(n, 2400.0 / n), rng)
+        with_errors, without = (limit(_window_templates(signal, background, s))[0] for s in (on, off))
+        ratios[name] = float(with_errors / without)
+    assert ratios["thin"] > 1.2
+    assert 1.0 <= ratios["rich"] < 1.02
 
 
 def test_hypothesis_model_structure():

@@ -107,7 +107,10 @@ class TemplatesConfig:
 
 @dataclass(frozen=True)
 class SystematicsConfig:
-    """Relative systematic uncertainties (PHYSICS.md), by M²_rec range (GeV²)."""
+    """Relative systematic uncertainties (PHYSICS.md), by M²_rec range (GeV²).
+    ``background_mc_statistics``: add each background bin's MC-statistical error
+    √Σw² / B in quadrature to its ``background_shape`` uncertainty (Barlow–Beeston-lite:
+    the bin's one Poisson-constrained shapesys parameter carries both)."""
 
     range_edges: tuple = (9.0, 36.0)
     signal_efficiency: tuple = (0.027, 0.065, 0.083)
@@ -117,6 +120,7 @@ class SystematicsConfig:
     photon_veto_above: float = 0.05
     photon_veto_boundary: float = 1.0
     luminosity: float = 0.01
+    background_mc_statistics: bool = True
 
 
 @dataclass(frozen=True)

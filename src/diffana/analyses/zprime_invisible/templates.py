@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from diffana._util import map_in_blocks
+from diffana.objectives import YIELD_FLOOR  # events the fit adds to every background bin
 
 # Memory bound of :func:`shared_event_histograms`: every hypothesis bins every event,
 # with ~32 bytes of intermediates per (hypothesis, event) (bin indices, masks,
@@ -143,6 +144,17 @@ def bin_centres_m2(centres_m2, widths, n_window: int, n_theta: int):
     return jnp.repeat(per_m2, n_theta, axis=1)
 
 
+def background_shape_uncertainty(shape, background, background_sumw2):
+    """(M, bins) relative per-bin uncertainty of the background template: the configured
+    shape uncertainty ``shape`` and the template's MC-statistical error √Σw² / B added in
+    quadrature (Barlow–Beeston-lite: the one Poisson-constrained shapesys parameter per
+    bin carries both, as pyhf's staterror and shapesys would with two). B carries the
+    fit's yield floor, as in :func:`fit.hypothesis_model`; a bin with no MC keeps
+    ``shape``. Differentiable in the event weights: the sum under the root is ≥ shape²."""
+    mc_relative_variance = background_sumw2 / (background + YIELD_FLOOR) ** 2
+    return jnp.sqrt(jnp.asarray(shape) ** 2 + mc_relative_variance)
+
+
 def analysis_templates(centres_m2, widths, signal, signal_selection, background, background_selection,
                        theta_edges, n_window: int, systematics, sigma_ref):
     """Every input of :func:`fit.hypothesis_model` for all hypotheses, (M, ...) arrays.
@@ -151,8 +163,9 @@ def analysis_templates(centres_m2, widths, signal, signal_selection, background,
     ``weight`` (fb⁻¹ per event); ``signal_selection``: (M, n) per-event selection
     weights in [0, 1] (soft or hard). ``background``: dict of (N,) columns incl.
     ``weight`` (events) and ``process`` (1 = μμ(γ)); ``background_selection``: (N,).
-    ``systematics``: a :class:`~diffana.analyses.zprime_invisible.config.SystematicsConfig`;
-    ``sigma_ref``: (M,) POI unit per hypothesis (fb). ``theta_edges`` (deg): shared
+    ``systematics``: a :class:`~diffana.analyses.zprime_invisible.config.SystematicsConfig`
+    (with ``background_mc_statistics``, ``background_shape`` includes the background
+    MC error: :func:`background_shape_uncertainty`); ``sigma_ref``: (M,) POI unit per hypothesis (fb). ``theta_edges`` (deg): shared
     (n_theta + 1,) or per hypothesis (M, n_theta + 1) with padding bins, which the
     output's ``bin_mask`` (M, bins) marks 0. Pure JAX, differentiable in the
     selection weights.
@@ -181,6 +194,9 @@ def analysis_templates(centres_m2, widths, signal, signal_selection, background,
     edges = systematics.range_edges
     out["signal_efficiency"] = by_range(jnp.asarray(centres_m2), edges, systematics.signal_efficiency)
     out["background_shape"] = by_range(m2_bins, edges, systematics.background_shape)
+    if systematics.background_mc_statistics:
+        sumw2 = shared_event_histograms(centres_m2, widths, b_m2, b_theta, b_w**2, theta_edges, n_window)
+        out["background_shape"] = background_shape_uncertainty(out["background_shape"], out["background"], sumw2)
     out["photon_veto"] = jnp.where(m2_bins < systematics.photon_veto_boundary,
                                    systematics.photon_veto_below, systematics.photon_veto_above)
     out["sigma_ref"] = jnp.asarray(sigma_ref)

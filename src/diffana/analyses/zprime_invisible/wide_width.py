@@ -175,7 +175,7 @@ def wide_width_templates(masses, resolutions, signal, signal_selection, backgrou
     ``signal``/``background`` and the selections as in ``analysis_templates``;
     ``resolutions``: (M,) σ(M²_rec) GeV²; ``sigma_ref``: (M,) POI unit (fb)."""
     from diffana.analyses.zprime_invisible.fit import by_range
-    from diffana.analyses.zprime_invisible.templates import bin_centres_m2
+    from diffana.analyses.zprime_invisible.templates import background_shape_uncertainty, bin_centres_m2
 
     masses = np.asarray(masses, float)
     centres = jnp.asarray(masses**2)
@@ -203,6 +203,9 @@ def wide_width_templates(masses, resolutions, signal, signal_selection, backgrou
     edges = systematics.range_edges
     out["signal_efficiency"] = by_range(centres, edges, systematics.signal_efficiency)
     out["background_shape"] = by_range(m2_bins, edges, systematics.background_shape)
+    if systematics.background_mc_statistics:
+        out["background_shape"] = background_shape_uncertainty(out["background_shape"], out["background"],
+                                                               background_histograms(b_w**2))
     out["photon_veto"] = jnp.where(m2_bins < systematics.photon_veto_boundary,
                                    systematics.photon_veto_below, systematics.photon_veto_above)
     out["sigma_ref"] = jnp.asarray(sigma_ref)
