@@ -1,10 +1,12 @@
 """Regression: the flagship's --quick seed-1 limits against a stored run.
 
 ``data/zprime_quick_seed1_limits.csv`` is ``limits.csv`` of ``diffana
-zprime-invisible --quick --seed 1`` regenerated on 2026-12-04 when the cut scan became
-two passes with a signal guard that spares 5% of the hypotheses
+zprime-invisible --quick --seed 1`` regenerated on 2026-12-04 (session 22) when the
+fit took in the background template's MC-statistical error
+(``systematics.background_mc_statistics``). The one before, of the same day, came with
+the two-pass cut scan whose signal guard spares 5% of the hypotheses
 (``training.cut_guard_spared_fraction``; the guard of 5defd57 without sparing had left
-the file stale — this test is slow, so CI did not catch it). The one before was
+the file stale — this test is slow, so CI did not catch it); the one before that was
 generated on 2026-12-03 when the shipped config switched to the ISR signal. A
 change that is meant to leave behaviour alone (a refactor, a speed-up) must reproduce
 it to fit precision; a change that is meant to move the numbers (new physics, a new default) regenerates the file with
