@@ -29,7 +29,7 @@ from diffana.analyses.zprime_invisible.config import Config
 from diffana.analyses.zprime_invisible.fit import ScanSettings, scan_limits_with, scan_local_significance
 from diffana.analyses.zprime_invisible.samples import AnalysisSamples, make_samples, recoil_mass_squared_resolution
 from diffana.analyses.zprime_invisible.templates import (analysis_templates, hypothesis_theta_edges,
-                                                         reference_cross_sections)
+                                                         reference_cross_sections, shared_event_histograms)
 from diffana.cache import enable_compilation_cache  # noqa: F401  (moved to diffana.cache; kept importable here)
 
 
@@ -93,6 +93,13 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         return analysis_templates(centres[rows], widths[rows], signal, jnp.asarray(s_sel, float), background,
                                   jnp.asarray(b_sel, float), edges[rows], n_window, sy, sigma_ref[rows])
 
+    def observed_counts(events, selected):
+        """(M, bins) counts of the (pseudo-)data ``events`` with ``selected`` true: one
+        histogram, not the templates (their signal and MC-error histograms would be
+        thrown away; ≈ 25 s each over the full config's 2·10⁶ events)."""
+        return shared_event_histograms(centres, widths, events["recoil_mass_squared"], events["recoil_theta_cm"],
+                                       jnp.asarray(events["weight"] * selected, float), edges, n_window)
+
     ones_sig = np.ones_like(samples.signal_test["weight"])
     raw = templates(samples.signal_test, samples.background_test, ones_sig,
                     np.ones_like(samples.background_test["weight"]), np.ones(masses.size))
@@ -124,7 +131,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
 
     def held_out_limits(score_signal, score_background, score_data, cut):
         t = templates(samples.signal_test, samples.background_test, score_signal > cut, score_background > cut, sigma_ref)
-        data = templates(samples.signal_test, samples.pseudo_data, ones_sig, score_data > cut, sigma_ref)["background"]
+        data = observed_counts(samples.pseudo_data, score_data > cut)
         t0 = time.perf_counter()
         observed, expected, converged = scan_limits_with(scan_settings, t, data)
         t1 = time.perf_counter()

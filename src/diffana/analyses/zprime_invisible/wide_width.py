@@ -167,6 +167,17 @@ def wide_signal_histograms(centres_m2, gammas, widths, m2, weight, n_window: int
                        (centres_m2, gammas, widths, m2, weight))
 
 
+def wide_window_counts(masses, resolutions, events, weights, settings: WideWidthSettings):
+    """(M, window_bins) weighted counts of ``events`` (background MC or pseudo-data)
+    in each wide window, all of θ_rec^CM in one bin."""
+    masses = np.asarray(masses, float)
+    widths = jnp.asarray(window_bin_widths(masses, resolutions, settings))
+    one_theta_bin = jnp.array([-1.0, 181.0])  # all of θ_rec^CM (deg)
+    return shared_event_histograms(jnp.asarray(masses**2), widths, events["recoil_mass_squared"],
+                                   events["recoil_theta_cm"], jnp.asarray(weights, float), one_theta_bin,
+                                   settings.window_bins)
+
+
 def wide_width_templates(masses, resolutions, signal, signal_selection, background, background_selection,
                          systematics, sigma_ref, settings: WideWidthSettings) -> dict:
     """Every input of :func:`fit.hypothesis_model` for the wide-Z' fits of all
@@ -185,11 +196,9 @@ def wide_width_templates(masses, resolutions, signal, signal_selection, backgrou
     s_w = signal["weight"] * signal_selection
     s_m2 = signal["recoil_mass_squared"]
     b_w = background["weight"] * background_selection
-    one_theta_bin = jnp.array([-1.0, 181.0])  # all of θ_rec^CM (deg)
 
     def background_histograms(weights):
-        return shared_event_histograms(centres, widths, background["recoil_mass_squared"],
-                                       background["recoil_theta_cm"], weights, one_theta_bin, n)
+        return wide_window_counts(masses, resolutions, background, weights, settings)
 
     curve = efficiency_curve(centres, jnp.sum(s_w, axis=1))
     out = {
@@ -234,7 +243,8 @@ def wide_width_limits(masses, resolutions, samples, signal_selection, background
     raw = templates(samples.background_test, np.ones_like(samples.background_test["weight"]), ones)
     sigma_ref = reference_cross_sections(raw["signal"], raw["background"])
     t = templates(samples.background_test, background_selection, sigma_ref)
-    observed_counts = templates(samples.pseudo_data, data_selection, sigma_ref)["background"]
+    observed_counts = wide_window_counts(masses, resolutions, samples.pseudo_data,
+                                         samples.pseudo_data["weight"] * np.asarray(data_selection), settings)
     observed, expected, converged = scan_limits(t, observed_counts, systematics.luminosity, cl)
     selected = np.asarray((samples.signal_test["weight"] * np.asarray(signal_selection)).sum(axis=1))
     fraction = np.asarray(t["signal"]).sum(axis=1) / np.maximum(selected, 1e-300)
