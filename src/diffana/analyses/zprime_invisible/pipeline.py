@@ -29,7 +29,8 @@ from diffana.analyses.zprime_invisible.config import Config
 from diffana.analyses.zprime_invisible.fit import ScanSettings, scan_limits_with, scan_local_significance
 from diffana.analyses.zprime_invisible.samples import AnalysisSamples, make_samples, recoil_mass_squared_resolution
 from diffana.analyses.zprime_invisible.templates import (analysis_templates, hypothesis_theta_edges,
-                                                         reference_cross_sections, shared_event_histograms)
+                                                         reference_cross_sections, shared_event_histograms,
+                                                         signal_histograms)
 from diffana.cache import enable_compilation_cache  # noqa: F401  (moved to diffana.cache; kept importable here)
 
 
@@ -93,17 +94,19 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         return analysis_templates(centres[rows], widths[rows], signal, jnp.asarray(s_sel, float), background,
                                   jnp.asarray(b_sel, float), edges[rows], n_window, sy, sigma_ref[rows])
 
-    def observed_counts(events, selected):
-        """(M, bins) counts of the (pseudo-)data ``events`` with ``selected`` true: one
-        histogram, not the templates (their signal and MC-error histograms would be
-        thrown away; ≈ 25 s each over the full config's 2·10⁶ events)."""
+    def window_counts(events, selected):
+        """(M, bins) weighted counts of ``events`` (pseudo-data, or background MC) with
+        ``selected`` true: one histogram, where the full templates would also build the
+        signal, μμ(γ) and MC-error histograms (≈ 25 s each over 2·10⁶ events in the
+        full config) only to throw them away."""
         return shared_event_histograms(centres, widths, events["recoil_mass_squared"], events["recoil_theta_cm"],
                                        jnp.asarray(events["weight"] * selected, float), edges, n_window)
 
-    ones_sig = np.ones_like(samples.signal_test["weight"])
-    raw = templates(samples.signal_test, samples.background_test, ones_sig,
-                    np.ones_like(samples.background_test["weight"]), np.ones(masses.size))
-    sigma_ref = reference_cross_sections(raw["signal"], raw["background"])
+    # the POI unit from the preselected windows: only the nominal signal and background
+    preselected_signal = signal_histograms(centres, widths, samples.signal_test["recoil_mass_squared"],
+                                           samples.signal_test["recoil_theta_cm"], samples.signal_test["weight"],
+                                           edges, n_window)
+    sigma_ref = reference_cross_sections(preselected_signal, window_counts(samples.background_test, 1.0))
 
     # the networks learn from net_samples' training half; the cuts are chosen on cut_sample
     # (the same events unless training.cut_validation_fraction holds a share back)
@@ -131,7 +134,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
 
     def held_out_limits(score_signal, score_background, score_data, cut):
         t = templates(samples.signal_test, samples.background_test, score_signal > cut, score_background > cut, sigma_ref)
-        data = observed_counts(samples.pseudo_data, score_data > cut)
+        data = window_counts(samples.pseudo_data, score_data > cut)
         t0 = time.perf_counter()
         observed, expected, converged = scan_limits_with(scan_settings, t, data)
         t1 = time.perf_counter()
