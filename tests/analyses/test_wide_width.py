@@ -89,6 +89,22 @@ def test_windows_grow_with_the_width():
     assert half[0] == pytest.approx(2.34) and half[-1] == pytest.approx(19.2)
 
 
+def test_wide_window_counts_are_the_weighted_m2_histogram_of_each_window():
+    """Every event (any θ) in window k's M² bins counts with its weight; numpy's
+    histogram over the same edges is the reference."""
+    settings = ww.WideWidthSettings()
+    masses, resolutions = np.array([1.0, 2.5]), np.array([0.287, 0.27])
+    rng = np.random.default_rng(5)
+    events = {"recoil_mass_squared": rng.uniform(-5.0, 15.0, 5000), "recoil_theta_cm": rng.uniform(0, 180, 5000)}
+    weights = rng.uniform(0.5, 2.0, 5000)
+    counts = np.asarray(ww.wide_window_counts(masses, resolutions, events, weights, settings))
+    widths = ww.window_bin_widths(masses, resolutions, settings)
+    for k in range(2):
+        edges = templates.window_edges(masses[k] ** 2, widths[k], settings.window_bins)
+        reference, _ = np.histogram(events["recoil_mass_squared"], edges, weights=weights)
+        np.testing.assert_allclose(counts[k], reference, rtol=1e-12)
+
+
 @pytest.mark.parametrize("bad", [{"relative_width": 0.0}, {"relative_width": 1.5}, {"window_bins": 1},
                                  {"half_width_widths": -1.0}])
 def test_bad_settings_are_refused(bad):

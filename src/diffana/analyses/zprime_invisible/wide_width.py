@@ -168,8 +168,10 @@ def wide_signal_histograms(centres_m2, gammas, widths, m2, weight, n_window: int
 
 
 def wide_window_counts(masses, resolutions, events, weights, settings: WideWidthSettings):
-    """(M, window_bins) weighted counts of ``events`` (background MC or pseudo-data)
-    in each wide window, all of θ_rec^CM in one bin."""
+    """(M, window_bins) weighted counts (events) of ``events`` (background MC or
+    pseudo-data; ``recoil_mass_squared`` GeV², ``recoil_theta_cm`` deg) with per-event
+    ``weights`` in the wide window of each mass (GeV; ``resolutions``: σ(M²_rec) GeV²),
+    all of θ_rec^CM in one bin."""
     masses = np.asarray(masses, float)
     widths = jnp.asarray(window_bin_widths(masses, resolutions, settings))
     one_theta_bin = jnp.array([-1.0, 181.0])  # all of θ_rec^CM (deg)
