@@ -112,7 +112,16 @@ class LimitSettings(eqx.Module):
     base_distribution: str = eqx.field(static=True)
     max_iterations: int = eqx.field(static=True)
     rtol: float = eqx.field(static=True)
-    warm_start: bool = eqx.field(static=True, default=False)
+    fit_starts: str = eqx.field(static=True, default="cold")
+    """Where each root-finding step's conditional fits start (:data:`FIT_STARTS`)."""
+
+
+FIT_STARTS = ("cold", "warm", "both")
+"""``"cold"``: from the suggested initial values, as hypotest, pyhf and ROOT (default);
+``"warm"``: from the same curve's fits at the previous μ (fewer fit iterations);
+``"both"``: from both, keeping the fit of lower deviance (twice the fits; for a
+likelihood whose conditional fits have two minima, where a cold start alone lands in
+the higher one at some μ and CLs jumps across the level there)."""
 
 
 # A root is accepted when the Newton step is below rtol·μ and |log CLs − log α|
@@ -160,10 +169,45 @@ class RootSearch(NamedTuple):
     point: CurvePoint  # the curves at the last evaluated μ
 
 
+def _fit_batch(mus, starts: CurveStarts):
+    """(μ (7,), on Asimov data (7,), starts (7, P)) of the seven conditional fits
+    behind the six curves: the data at mus[0] (the observed curve) and the Asimov
+    data at each of the six μ (the observed curve needs q_A at its μ too)."""
+    poi_values = jnp.concatenate([mus[:1], mus])
+    on_asimov = jnp.arange(_N_CURVES + 1) > 0
+    return poi_values, on_asimov, jnp.concatenate([starts.observed[None], starts.asimov])
+
+
 def _curve_point(mus, prepared, settings: LimitSettings, solver, starts: CurveStarts) -> CurvePoint:
-    """The six curves' residuals and slopes at ``mus``, from seven conditional fits
-    in one batch: the data at mus[0] (the observed curve) and the Asimov data at
-    each of the six μ (the observed curve needs q_A at its μ too)."""
+    """The six curves' residuals and slopes at ``mus``, from the seven conditional
+    fits of :func:`_fit_batch` in one batch, started at ``starts``."""
+    poi_values, on_asimov, fit_starts = _fit_batch(mus, starts)
+    values, fits = test_statistics(poi_values, on_asimov, prepared, settings.test_stat, fit_starts, solver)
+    return _point_from_fits(values, fits, prepared, settings)
+
+
+def _best_of_two_point(mus, prepared, settings: LimitSettings, solver, cold: CurveStarts,
+                       warm: CurveStarts) -> CurvePoint:
+    """:func:`_curve_point` with each of the seven fits run from ``cold`` and from
+    ``warm`` in one batch of fourteen, keeping per fit the converged one of lower
+    deviance (the cold one on a tie or when the warm one did not converge)."""
+    poi_values, on_asimov, cold_starts = _fit_batch(mus, cold)
+    _, _, warm_starts = _fit_batch(mus, warm)
+    twice = lambda a: jnp.concatenate([a, a])  # noqa: E731
+    values, fits = test_statistics(twice(poi_values), twice(on_asimov), prepared, settings.test_stat,
+                                   jnp.concatenate([cold_starts, warm_starts]), solver)
+    n = poi_values.shape[0]
+    use_warm = fits.converged[n:] & (fits.value[n:] < fits.value[:n])
+
+    def pick(leaf):
+        return jnp.where(use_warm.reshape((n,) + (1,) * (leaf.ndim - 1)), leaf[n:], leaf[:n])
+
+    return _point_from_fits(pick(values), jax.tree_util.tree_map(pick, fits), prepared, settings)
+
+
+def _point_from_fits(values, fits, prepared, settings: LimitSettings) -> CurvePoint:
+    """The six curves' residuals log CLs − log(1 − CL) and their slopes in μ from the
+    seven conditional fits' test statistics ``values`` and results ``fits``."""
     test_stat = settings.test_stat
     poi = prepared.model.config.poi_index
     log_alpha = jnp.log1p(-settings.cl)
@@ -171,10 +215,7 @@ def _curve_point(mus, prepared, settings: LimitSettings, solver, starts: CurveSt
     def grad_poi(pars, data):
         return jax.grad(deviance_objective)(pars, (prepared.model, data))[poi]
 
-    poi_values = jnp.concatenate([mus[:1], mus])
     on_asimov = jnp.arange(_N_CURVES + 1) > 0
-    fit_starts = jnp.concatenate([starts.observed[None], starts.asimov])
-    values, fits = test_statistics(poi_values, on_asimov, prepared, test_stat, fit_starts, solver)
     datas = jnp.where(on_asimov[:, None], prepared.asimov_data, prepared.data)
     # d(−2 ln λ)/dμ is the conditional fit's ∂(deviance)/∂μ (envelope theorem).
     slopes = jnp.where(values > 0, jax.vmap(grad_poi)(fits.x, datas), 0.0)
@@ -258,6 +299,11 @@ def _next_mus(state: RootSearch, point: CurvePoint, rtol: float):
     return new_mus, lower, upper, done
 
 
+def _bracket_closed(lower, upper):
+    """(6,) bool: the root bracket is known and narrower than :data:`_CLOSED_BRACKET` (relative)."""
+    return jnp.isfinite(upper) & (upper - lower <= _CLOSED_BRACKET * jnp.abs(upper))
+
+
 def _solve_limits(prepared, settings: LimitSettings, solver):
     """Safeguarded Newton iteration for the six roots (no gradients here).
     Returns the roots, the fits' parameters at them, the slopes, a LimitStatus
@@ -269,20 +315,30 @@ def _solve_limits(prepared, settings: LimitSettings, solver):
     # a different CLs curve from the one hypotest reports (seen on a random model
     # with two background normalisations running to their bound). The final fits'
     # parameters are kept for the backward pass, whose fits then start at the minimum.
-    # With ``warm_start`` each curve's fits start from its fits at the previous μ
-    # instead: fewer fit iterations, at that risk.
+    # With ``fit_starts = "warm"`` each curve's fits start from its fits at the
+    # previous μ instead: fewer fit iterations, at that risk; with ``"both"`` from
+    # both, keeping the lower minimum (:data:`FIT_STARTS`).
     cold = CurveStarts(prepared.setup.init, jnp.broadcast_to(prepared.setup.init, (_N_CURVES, n_pars)))
 
+    def evaluate(state: RootSearch) -> CurvePoint:
+        if settings.fit_starts == "both":
+            return _best_of_two_point(state.mus, prepared, settings, solver, cold, state.starts)
+        starts = state.starts if settings.fit_starts == "warm" else cold
+        return _curve_point(state.mus, prepared, settings, solver, starts)
+
     def body(state: RootSearch) -> RootSearch:
-        starts = state.starts if settings.warm_start else cold
-        point = _curve_point(state.mus, prepared, settings, solver, starts)
+        point = evaluate(state)
         mus, lower, upper, done = _next_mus(state, point, settings.rtol)
         # The fits behind the limits are those of the last iteration (at the roots);
         # a fit that failed at an intermediate μ of the search does not matter.
         return RootSearch(mus, lower, upper, point.fitted, state.iteration + 1, done, point)
 
     def cond(state: RootSearch):
-        return (~jnp.all(state.done)) & (state.iteration < settings.max_iterations)
+        # a curve whose bracket has closed without a root (a jump) cannot move on:
+        # waiting for max_iterations would only hold up the other curves (and the
+        # vmapped batch)
+        finished = state.done | _bracket_closed(state.lower, state.upper)
+        return (~jnp.all(finished)) & (state.iteration < settings.max_iterations)
 
     ones = jnp.ones(_N_CURVES)
     start = RootSearch(
@@ -292,8 +348,7 @@ def _solve_limits(prepared, settings: LimitSettings, solver):
     )
     final = jax.lax.while_loop(cond, body, start)
     curve_converged = final.done & final.point.fits_converged & prepared.converged
-    discontinuous = (~final.done & jnp.isfinite(final.upper)
-                     & (final.upper - final.lower <= _CLOSED_BRACKET * jnp.abs(final.upper))
+    discontinuous = (~final.done & _bracket_closed(final.lower, final.upper)
                      & (jnp.abs(final.point.residual) > _JUMP_RESIDUAL))
     status = LimitStatus(converged=jnp.all(curve_converged), curve_converged=curve_converged,
                          discontinuous=discontinuous)
@@ -360,6 +415,7 @@ def upper_limit(
     options: SolverOptions | None = None,
     warm_start: bool = False,
     *,
+    both_starts: bool = False,
     settings: FitSettings | None = None,
 ) -> UpperLimitResult:
     """Asymptotic CLs upper limits on the POI at confidence level ``cl``.
@@ -375,6 +431,11 @@ def upper_limit(
             step's (fewer fit iterations); off by default, because with a non-convex
             likelihood a warm start can settle in another local minimum than the
             fit from the suggested initial values that ``hypotest`` reports.
+        both_starts: fit from the suggested initial values *and* from the previous
+            step's fits, keeping the lower minimum (twice the fits). For a
+            likelihood with two minima whose cold-started fit lands in the higher one
+            at some μ, so that CLs jumps across the level there (``discontinuous``):
+            rerun such a limit with it. Excludes ``warm_start``.
         options, settings: the fits' solver options, or all fit settings (start
             values, bounds, fixed parameters, solver) as one :class:`FitSettings`.
 
@@ -388,6 +449,8 @@ def upper_limit(
     _check_test_stat(test_stat, ("qtilde", "q"))
     if not 0.0 < cl < 1.0:
         raise ValueError(f"cl must lie strictly between 0 and 1, got {cl}")
+    if warm_start and both_starts:
+        raise ValueError("warm_start and both_starts exclude each other (both_starts already fits from the warm start)")
     fit_settings = resolve_settings(settings, options=options)
     limit_settings = LimitSettings(
         cl=float(cl),
@@ -395,7 +458,7 @@ def upper_limit(
         base_distribution=calc_base_dist,
         max_iterations=int(max_iterations),
         rtol=float(rtol),
-        warm_start=bool(warm_start),
+        fit_starts="both" if both_starts else ("warm" if warm_start else "cold"),
     )
     data = prepare_call(model, data, fit_settings)
     mus, status, iterations = _compiled_limits(model, data, fit_settings, limit_settings)

@@ -129,12 +129,15 @@ def hypothesis_model(t: dict, luminosity_uncertainty: float, poi_max: float = 10
     return Model.from_spec(spec, poi_name="sigma", parameters=[{"name": "sigma", "bounds": [[0.0, poi_max]]}])
 
 
-def hypothesis_limits(t: dict, observed_counts, luminosity_uncertainty: float, cl: float):
+def hypothesis_limits(t: dict, observed_counts, luminosity_uncertainty: float, cl: float,
+                      both_starts: bool = False):
     """(observed σ_UL, expected σ_UL (5,), converged) in fb for one hypothesis;
-    ``observed_counts`` are the (pseudo-)data in the window's bins."""
+    ``observed_counts`` are the (pseudo-)data in the window's bins. ``both_starts``:
+    every conditional fit from the cold and the warm start, the lower minimum kept
+    (:func:`diffana.infer.upper_limit`; the scan's retry of unconverged hypotheses)."""
     model = hypothesis_model(t, luminosity_uncertainty)
     data = jnp.concatenate([observed_counts, model.config.auxdata])
-    result = infer.upper_limit(data, model, cl=cl)
+    result = infer.upper_limit(data, model, cl=cl, both_starts=both_starts)
     return result.observed * t["sigma_ref"], result.expected * t["sigma_ref"], result.converged
 
 
@@ -246,12 +249,41 @@ def _on_devices(vmapped, mesh):
 _SCANS: dict = {}
 
 
-def _compiled_limit_scan(luminosity_uncertainty: float, cl: float, mesh=None):
-    """The jitted, vmapped :func:`hypothesis_limits`, one per (uncertainty, cl, mesh)."""
-    key = (float(luminosity_uncertainty), float(cl), mesh)
+def _compiled_limit_scan(luminosity_uncertainty: float, cl: float, mesh=None, both_starts: bool = False):
+    """The jitted, vmapped :func:`hypothesis_limits`, one per (uncertainty, cl, mesh,
+    both_starts)."""
+    key = (float(luminosity_uncertainty), float(cl), mesh, bool(both_starts))
     if key not in _SCANS:
-        _SCANS[key] = _on_devices(jax.vmap(lambda t, d: hypothesis_limits(t, d, key[0], key[1])), mesh)
+        _SCANS[key] = _on_devices(jax.vmap(lambda t, d: hypothesis_limits(t, d, key[0], key[1], key[3])), mesh)
     return _SCANS[key]
+
+
+def _retry_unconverged(outputs, templates: dict, observed_counts, luminosity_uncertainty: float, cl: float,
+                       chunk_bins: int, structure: str, mesh):
+    """The scan's ``outputs`` (observed, expected, converged) with every unconverged
+    hypothesis refitted with both starts (:func:`hypothesis_limits`), its limits
+    replaced where the retry converged.
+
+    Why: where a hypothesis' conditional fits have two minima (seen in the
+    ``signal_shape`` width histosys of signal templates of a few MC events per bin),
+    the cold-started fit lands in the higher one at some μ, CLs jumps across the
+    level there and the cold search ends at the jump unconverged (60 root steps
+    that hold up its whole chunk). Refitting only those keeps the scan's cost and
+    its hypotest-like cold starts everywhere else; the both-starts program is
+    compiled only when a scan needs it."""
+    observed, expected, converged = outputs
+    retry = np.flatnonzero(~np.asarray(converged, bool))
+    if retry.size == 0:
+        return outputs
+    subset = {k: v[retry] for k, v in _stacked(templates).items()}
+    compiled = _compiled_limit_scan(luminosity_uncertainty, cl, mesh, both_starts=True)
+    r_observed, r_expected, r_converged = run_chunked(compiled, subset, np.asarray(observed_counts)[retry],
+                                                      chunk_bins, structure, mesh)
+    fixed = retry[np.asarray(r_converged, bool)]
+    kept = np.asarray(r_converged, bool)
+    observed, expected, converged = observed.copy(), expected.copy(), converged.copy()
+    observed[fixed], expected[fixed], converged[fixed] = r_observed[kept], r_expected[kept], True
+    return observed, expected, converged
 
 
 def scan_limits(templates: dict, observed_counts, luminosity_uncertainty: float, cl: float,
@@ -261,9 +293,12 @@ def scan_limits(templates: dict, observed_counts, luminosity_uncertainty: float,
     :data:`PER_HYPOTHESIS_KEYS` (and optionally ``bin_mask``) to (M, ...) arrays,
     ``observed_counts`` is (M, bins). ``mesh``: split each chunk's hypotheses over
     the devices of its ``"hypotheses"`` axis (:func:`diffana.sharding.device_mesh`).
+    Unconverged hypotheses are refitted from two starts (:func:`_retry_unconverged`).
     Returns numpy (observed (M,), expected (M, 5), converged (M,)), σ in fb."""
     compiled = _compiled_limit_scan(luminosity_uncertainty, cl, mesh)
-    return run_chunked(compiled, templates, observed_counts, chunk_bins, structure, mesh)
+    outputs = run_chunked(compiled, templates, observed_counts, chunk_bins, structure, mesh)
+    return _retry_unconverged(outputs, templates, observed_counts, luminosity_uncertainty, cl, chunk_bins,
+                              structure, mesh)
 
 
 def scan_limits_with(settings: ScanSettings, templates: dict, observed_counts):
