@@ -147,6 +147,19 @@ def test_punzi_loss_is_the_mean_log_of_hard_cut_s_min_for_decisive_scores(pretra
     assert jnp.isfinite(jax.grad(lambda n: sel.punzi_loss(n, data, 79.7, 2.0))(net).layers[0].weight).all()
 
 
+def test_punzi_loss_with_a_cut_logit_is_the_loss_of_the_network_shifted_by_it(pretrained):
+    """``cut_logit`` c moves the soft cut to logit c: the same loss as the network
+    whose output bias is lowered by c with the cut at 0 (``[training] punzi_cut``)."""
+    import equinox as eqx
+
+    data, net = pretrained
+    c = 0.7
+    shifted = eqx.tree_at(lambda n: n.layers[-1].bias, net, net.layers[-1].bias - c)
+    at_c = float(sel.punzi_loss(net, data, 79.7, 2.0, 0.25, cut_logit=c))
+    assert at_c == pytest.approx(float(sel.punzi_loss(shifted, data, 79.7, 2.0, 0.25)), rel=1e-12)
+    assert at_c != pytest.approx(float(sel.punzi_loss(net, data, 79.7, 2.0, 0.25)), rel=1e-3)
+
+
 def test_punzi_comparison_on_toy_samples_reaches_the_per_mass_optimum_with_one_cut():
     """Both halves are the toy of the scan test and both networks score it alike: one
     cut (just below 0.8, the lowest signal score) is the best for both masses, so

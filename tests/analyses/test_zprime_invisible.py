@@ -58,6 +58,8 @@ def _write(tmp_path, text, name="c.toml"):
         ("[wide_width]\nrelative_width = 1.5\n", "[wide_width] relative_width = Γ/M must lie in (0, 1)"),
         ("[training]\nlimit_cut = \"best\"\n", "[training] limit_cut must be \"none\" or \"bce\""),
         ("[training]\nlimit_temperature = 0.0\n", "[training] limit_temperature must be positive"),
+        ("[training]\npunzi_cut = \"best\"\n", "[training] punzi_cut must be \"none\" or \"bce\""),
+        ("[training]\npunzi_temperature = -1.0\n", "[training] punzi_temperature must be positive"),
         ("[samples]\nsignal_isr = 1\n", "[samples] signal_isr must be true or false"),
         ("[training]\ncut_tightest_signal_fraction = 1.0\n", "cut_tightest_signal_fraction must lie in (0, 1)"),
         ("[training]\ncut_min_signal_events = -1\n", "cut_min_signal_events must be >= 0"),

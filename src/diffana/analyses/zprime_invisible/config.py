@@ -142,7 +142,9 @@ class TrainingConfig:
     on the networks' own training events).
     ``limit_cut`` / ``limit_temperature``: (d) weights events with the soft cut
     sigmoid((logit − c)/T), c at (b)'s chosen cut (``"bce"``) or 0 (``"none"``); T in
-    logit units. ``hypothesis_spacing``: the ``n_masses`` training hypotheses are
+    logit units. ``punzi_cut`` / ``punzi_temperature``: the same for (c)'s Punzi loss
+    (``"none"`` with T = 0.1: the hard-like cut at logit 0 of ``selections.PUNZI_TEMPERATURE``).
+    ``hypothesis_spacing``: the ``n_masses`` training hypotheses are
     spread evenly in scan index (``"scan"``; crowded at high mass, where the scan is
     finest) or in mass (``"mass"``); the ``cut_masses`` always evenly in scan index,
     like the summary's mean over the scan."""
@@ -156,6 +158,8 @@ class TrainingConfig:
     limit_steps: int = 150
     limit_cut: str = "bce"
     limit_temperature: float = 0.25
+    punzi_cut: str = "none"
+    punzi_temperature: float = 0.1
     learning_rate: float = 0.01
     punzi_window: float = 2.0
     n_thresholds: int = 8
@@ -395,6 +399,8 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     _require(tr.learning_rate > 0, f"{w}: [training] learning_rate must be positive")
     _require(tr.limit_cut in ("none", "bce"), f"{w}: [training] limit_cut must be \"none\" or \"bce\"")
     _require(tr.limit_temperature > 0, f"{w}: [training] limit_temperature must be positive")
+    _require(tr.punzi_cut in ("none", "bce"), f"{w}: [training] punzi_cut must be \"none\" or \"bce\"")
+    _require(tr.punzi_temperature > 0, f"{w}: [training] punzi_temperature must be positive")
     _require(tr.punzi_window > 0, f"{w}: [training] punzi_window must be positive")
     _require(tr.n_thresholds >= 2, f"{w}: [training] n_thresholds must be >= 2")
     _require(tr.n_refine_thresholds >= 0, f"{w}: [training] n_refine_thresholds must be >= 0")

@@ -195,9 +195,11 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
 
     t0 = time.perf_counter()
     console.print("[bold]selection (c): Punzi-net (BCE pre-training, then Punzi loss)[/bold]")
+    # like (d) below: the soft cut at logit 0 or at (b)'s chosen cut
+    punzi_cut_logit = float(logit(limits["mlp_bce"]["cut"])) if tr.punzi_cut == "bce" else 0.0
     net_punzi, histories["punzi_net"] = sel.fit_network(
-        lambda n, d: sel.punzi_loss(n, d, samples.luminosity, tr.punzi_window), net_bce, data,
-        tr.punzi_steps, tr.learning_rate, seed)
+        lambda n, d: sel.punzi_loss(n, d, samples.luminosity, tr.punzi_window, tr.punzi_temperature, punzi_cut_logit),
+        net_bce, data, tr.punzi_steps, tr.learning_rate, seed)
     timings["train_punzi_net"] = time.perf_counter() - t0
     evaluate_selection("punzi_net", lambda ev: sel.network_scores(net_punzi, ev))
 

@@ -197,17 +197,18 @@ def punzi_window_yields(s_sel, b_sel, data, luminosity: float, window: float):
     return efficiency, background
 
 
-def punzi_loss(net, data, luminosity: float, window: float, temperature: float = PUNZI_TEMPERATURE):
+def punzi_loss(net, data, luminosity: float, window: float, temperature: float = PUNZI_TEMPERATURE,
+               cut_logit: float = 0.0):
     """Mean over training masses of log s_min (s_min in fb, Punzi's minimal detectable
-    cross section) with soft efficiencies sigmoid(logit / T), each mass in its M²
-    window of ± ``window`` resolutions.
+    cross section) with soft efficiencies sigmoid((logit − ``cut_logit``) / T), each
+    mass in its M² window of ± ``window`` resolutions.
 
     The log: s_min of the edge masses (0.01 GeV, 8.5 GeV) is 10–100× that of the
     masses in between, so an arithmetic mean (the paper's Eq. 12) is their loss alone
     and the one network ends up tuned for them; the mean of log s_min counts every
     mass' relative gain the same (the paper's masses had comparable s_min)."""
-    s_sel = punzi_weights(net, data["signal"], temperature)
-    b_sel = punzi_weights(net, data["window_background"], temperature)
+    s_sel = soft_cut_weights(net, data["signal"], cut_logit, temperature)
+    b_sel = soft_cut_weights(net, data["window_background"], cut_logit, temperature)
     efficiency, background = punzi_window_yields(s_sel, b_sel, data, luminosity, window)
     return jnp.log(objectives.punzi_sensitivity(efficiency, background, luminosity)).mean()
 
