@@ -428,6 +428,12 @@ def test_limit_says_where_cls_jumps_across_the_level(tmp_path, capsys):
     assert below > (1 - CL) * 1.05 and above < (1 - CL) * 0.98, (below, above)
     (line,) = result.unconverged_curves()
     assert line.startswith("observed: CLs jumps across the level")
+    # fitted from both starts, the lower minimum kept, the observed curve has a root
+    # (1.933, above the jump: lower minima give higher CLs); the expected ones are kept
+    both = infer.upper_limit(data, model, cl=CL, both_starts=True)
+    assert bool(both.converged) and both.warnings() == []
+    assert float(result.observed) * 1.005 < float(both.observed) < 2.0
+    np.testing.assert_allclose(both.expected, result.expected, rtol=1e-8)
 
     sys.modules.setdefault("diffana.cli.__main__", types.ModuleType("diffana.cli.__main__"))
     from diffana.cli import main
