@@ -29,8 +29,8 @@ from diffana.analyses.zprime_invisible.config import Config
 from diffana.analyses.zprime_invisible.fit import ScanSettings, scan_limits_with, scan_local_significance
 from diffana.analyses.zprime_invisible.samples import AnalysisSamples, make_samples, recoil_mass_squared_resolution
 from diffana.analyses.zprime_invisible.templates import (analysis_templates, hypothesis_theta_edges,
-                                                         reference_cross_sections, shared_event_histograms,
-                                                         signal_histograms)
+                                                         reference_cross_sections, signal_histograms,
+                                                         window_local_histograms)
 from diffana.cache import enable_compilation_cache  # noqa: F401  (moved to diffana.cache; kept importable here)
 
 
@@ -89,17 +89,18 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
                   f"preselected background: {samples.background_train['weight'].size + samples.background_test['weight'].size} "
                   f"MC events, {samples.background_test['weight'].sum():.4g} expected; pseudo-data {samples.pseudo_data['weight'].size} events")
 
-    def templates(signal, background, s_sel, b_sel, sigma_ref, rows=slice(None)):
-        """Templates of the hypotheses ``rows`` (signal arrays already restricted to them)."""
+    def templates(signal, background, s_sel, b_sel, sigma_ref, rows=slice(None), window_local=False):
+        """Templates of the hypotheses ``rows`` (signal arrays already restricted to them);
+        ``window_local`` for every hypothesis of the scan (``templates.window_local_histograms``)."""
         return analysis_templates(centres[rows], widths[rows], signal, jnp.asarray(s_sel, float), background,
-                                  jnp.asarray(b_sel, float), edges[rows], n_window, sy, sigma_ref[rows])
+                                  jnp.asarray(b_sel, float), edges[rows], n_window, sy, sigma_ref[rows],
+                                  window_local=window_local)
 
     def window_counts(events, selected):
         """(M, bins) weighted counts of ``events`` (pseudo-data, or background MC) with
-        ``selected`` true: one histogram, where the full templates would also build the
-        signal, μμ(γ) and MC-error histograms (≈ 25 s each over 2·10⁶ events in the
-        full config) only to throw them away."""
-        return shared_event_histograms(centres, widths, events["recoil_mass_squared"], events["recoil_theta_cm"],
+        ``selected`` true: one window-local histogram, where the full templates would
+        also build the signal, μμ(γ) and MC-error histograms only to throw them away."""
+        return window_local_histograms(centres, widths, events["recoil_mass_squared"], events["recoil_theta_cm"],
                                        jnp.asarray(events["weight"] * selected, float), edges, n_window)
 
     # the POI unit from the preselected windows: only the nominal signal and background
@@ -133,7 +134,8 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         return scan, ceiling, guard_mass
 
     def held_out_limits(score_signal, score_background, score_data, cut):
-        t = templates(samples.signal_test, samples.background_test, score_signal > cut, score_background > cut, sigma_ref)
+        t = templates(samples.signal_test, samples.background_test, score_signal > cut, score_background > cut, sigma_ref,
+                      window_local=True)
         data = window_counts(samples.pseudo_data, score_data > cut)
         t0 = time.perf_counter()
         observed, expected, converged = scan_limits_with(scan_settings, t, data)

@@ -92,7 +92,8 @@ class AnalysisSamples:
     arrays, one row per hypothesis in ``masses`` (GeV); ``weight`` in fb⁻¹ (ε·L per
     event), 0 for padding. Each half's weights are scaled to the full sample.
     ``pseudo_data``: held-out-like background events drawn (Poisson) from the
-    background model; each has weight 1.
+    background model; each has weight 1. ``background_test`` and ``pseudo_data``
+    are ordered by ``recoil_mass_squared`` (:func:`by_recoil_mass`).
     """
 
     masses: np.ndarray
@@ -159,6 +160,14 @@ def concatenate_processes(samples: dict[str, dict]) -> dict:
     out = {k: np.concatenate([s[k] for s in samples.values()]) for k in next(iter(samples.values()))}
     out["process"] = np.concatenate([np.full(s["weight"].size, PROCESS_LABELS[p]) for p, s in samples.items()])
     return out
+
+
+def by_recoil_mass(events: dict) -> dict:
+    """``events`` (dict of (N,) numpy columns) ordered by ``recoil_mass_squared``
+    (ascending, stable): the held-out events' order, so that their window-local
+    histograms (``templates.window_local_histograms``) need no sort per call."""
+    order = np.argsort(events["recoil_mass_squared"], kind="stable")
+    return {k: np.asarray(v)[order] for k, v in events.items()}
 
 
 def draw_pseudo_data(background: dict, rng: np.random.Generator) -> dict:
@@ -268,10 +277,10 @@ def make_samples(config: Config, seed: int, progress: Callable[[str, float], Non
     return AnalysisSamples(
         masses=masses,
         background_train=background_train,
-        background_test=background_test,
+        background_test=by_recoil_mass(background_test),
         signal_train=_pad_stack(signal_train),
         signal_test=_pad_stack(signal_test),
-        pseudo_data=pseudo,
+        pseudo_data=by_recoil_mass(pseudo),
         luminosity=a.luminosity,
         generated=generated,
     )

@@ -43,7 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from diffana.analyses.zprime_invisible.templates import shared_event_histograms
+from diffana.analyses.zprime_invisible.templates import shared_event_histograms, window_local_histograms
 from diffana.physics import kinematics as kin
 from diffana.physics.features import NOMINAL_SQRT_S
 
@@ -167,26 +167,29 @@ def wide_signal_histograms(centres_m2, gammas, widths, m2, weight, n_window: int
                        (centres_m2, gammas, widths, m2, weight))
 
 
-def wide_window_counts(masses, resolutions, events, weights, settings: WideWidthSettings):
+def wide_window_counts(masses, resolutions, events, weights, settings: WideWidthSettings,
+                       window_local: bool = False):
     """(M, window_bins) weighted counts (events) of ``events`` (background MC or
     pseudo-data; ``recoil_mass_squared`` GeV², ``recoil_theta_cm`` deg) with per-event
     ``weights`` in the wide window of each mass (GeV; ``resolutions``: σ(M²_rec) GeV²),
-    all of θ_rec^CM in one bin."""
+    all of θ_rec^CM in one bin. ``window_local``: by
+    :func:`templates.window_local_histograms` (concrete events)."""
     masses = np.asarray(masses, float)
-    widths = jnp.asarray(window_bin_widths(masses, resolutions, settings))
-    one_theta_bin = jnp.array([-1.0, 181.0])  # all of θ_rec^CM (deg)
-    return shared_event_histograms(jnp.asarray(masses**2), widths, events["recoil_mass_squared"],
-                                   events["recoil_theta_cm"], jnp.asarray(weights, float), one_theta_bin,
-                                   settings.window_bins)
+    widths = window_bin_widths(masses, resolutions, settings)
+    one_theta_bin = np.array([-1.0, 181.0])  # all of θ_rec^CM (deg)
+    histograms = window_local_histograms if window_local else shared_event_histograms
+    return histograms(masses**2, widths, events["recoil_mass_squared"], events["recoil_theta_cm"],
+                      jnp.asarray(weights, float), one_theta_bin, settings.window_bins)
 
 
 def wide_width_templates(masses, resolutions, signal, signal_selection, background, background_selection,
-                         systematics, sigma_ref, settings: WideWidthSettings) -> dict:
+                         systematics, sigma_ref, settings: WideWidthSettings, window_local: bool = False) -> dict:
     """Every input of :func:`fit.hypothesis_model` for the wide-Z' fits of all
     hypotheses (M, ...) — same keys as :func:`templates.analysis_templates`, one θ bin.
 
     ``signal``/``background`` and the selections as in ``analysis_templates``;
-    ``resolutions``: (M,) σ(M²_rec) GeV²; ``sigma_ref``: (M,) POI unit (fb)."""
+    ``resolutions``: (M,) σ(M²_rec) GeV²; ``sigma_ref``: (M,) POI unit (fb);
+    ``window_local``: the background histograms as :func:`wide_window_counts`'s."""
     from diffana.analyses.zprime_invisible.fit import by_range
     from diffana.analyses.zprime_invisible.templates import background_shape_uncertainty, bin_centres_m2
 
@@ -200,7 +203,7 @@ def wide_width_templates(masses, resolutions, signal, signal_selection, backgrou
     b_w = background["weight"] * background_selection
 
     def background_histograms(weights):
-        return wide_window_counts(masses, resolutions, background, weights, settings)
+        return wide_window_counts(masses, resolutions, background, weights, settings, window_local)
 
     curve = efficiency_curve(centres, jnp.sum(s_w, axis=1))
     out = {
@@ -239,14 +242,16 @@ def wide_width_limits(masses, resolutions, samples, signal_selection, background
 
     def templates(background, b_sel, sigma_ref):
         return wide_width_templates(masses, resolutions, samples.signal_test, jnp.asarray(signal_selection, float),
-                                    background, jnp.asarray(b_sel, float), systematics, sigma_ref, settings)
+                                    background, jnp.asarray(b_sel, float), systematics, sigma_ref, settings,
+                                    window_local=True)
 
     ones = np.ones(len(masses))
     raw = templates(samples.background_test, np.ones_like(samples.background_test["weight"]), ones)
     sigma_ref = reference_cross_sections(raw["signal"], raw["background"])
     t = templates(samples.background_test, background_selection, sigma_ref)
     observed_counts = wide_window_counts(masses, resolutions, samples.pseudo_data,
-                                         samples.pseudo_data["weight"] * np.asarray(data_selection), settings)
+                                         samples.pseudo_data["weight"] * np.asarray(data_selection), settings,
+                                         window_local=True)
     observed, expected, converged = scan_limits(t, observed_counts, systematics.luminosity, cl)
     selected = np.asarray((samples.signal_test["weight"] * np.asarray(signal_selection)).sum(axis=1))
     fraction = np.asarray(t["signal"]).sum(axis=1) / np.maximum(selected, 1e-300)
