@@ -154,7 +154,7 @@ class TrainingConfig:
     max_window_events: int = 0
     hidden: tuple = (8, 4)
     bce_steps: int = 300
-    punzi_steps: int = 150
+    punzi_steps: int = 600
     limit_steps: int = 150
     limit_cut: str = "bce"
     limit_temperature: float = 0.25
