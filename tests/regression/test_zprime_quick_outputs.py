@@ -1,9 +1,13 @@
 """Regression: the flagship's --quick seed-1 limits against a stored run.
 
 ``data/zprime_quick_seed1_limits.csv`` is ``limits.csv`` of ``diffana
-zprime-invisible --quick --seed 1`` regenerated on 2026-12-04 (session 22) when the
-fit took in the background template's MC-statistical error
-(``systematics.background_mc_statistics``). The one before, of the same day, came with
+zprime-invisible --quick --seed 1`` regenerated on 2026-12-04 (session 23) when
+Punzi-net's fine-tuning went from 60 to 240 steps in ``--quick`` (``training.punzi_steps``;
+only selection (c)'s rows changed; the window-local held-out histograms and the
+two-start refit of af8d560's parents had reproduced the file before to this test's
+tolerance). The one before, of the same day (session 22), came when the fit took in the
+background template's MC-statistical error (``systematics.background_mc_statistics``);
+the one before that, of the same day, came with
 the two-pass cut scan whose signal guard spares 5% of the hypotheses
 (``training.cut_guard_spared_fraction``; the guard of 5defd57 without sparing had left
 the file stale — this test is slow, so CI did not catch it); the one before that was
