@@ -98,7 +98,8 @@ class UpperLimitResult(eqx.Module):
             if jump:
                 lines.append(f"{name}: CLs jumps across the level at POI = {limit:.6g} instead of crossing it "
                              "(the conditional fits switch between local minima there); the limit given is "
-                             "the jump's position")
+                             "the jump's position (upper_limit(both_starts=True) fits from two starts and keeps "
+                             "the lower minimum)")
             else:
                 lines.append(f"{name}: the root or a fit behind it did not converge (limit given {limit:.6g})")
         return lines
