@@ -88,6 +88,7 @@ def test_measurement_option_selects_the_measurement(path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["limit", "{path}", "--cl", "1.5"], "--cl must lie strictly between 0 and 1"),
+    (["limit", "{path}", "--calctype", "toybased", "--both-starts"], "--both-starts applies to asymptotic limits"),
     (["cls", "{path}", "--poi-value", "nan"], "--poi-value must be a finite number"),
 ])
 def test_bad_options(path, capsys, argv, message):

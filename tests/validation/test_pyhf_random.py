@@ -445,6 +445,11 @@ def test_limit_says_where_cls_jumps_across_the_level(tmp_path, capsys):
     assert "warning: observed: CLs jumps across the level" in captured.err
     assert "expected" not in captured.err
     assert json.loads(captured.out)["obs"] == pytest.approx(float(result.observed), rel=1e-9)
+    # the command's --both-starts gives the converged limit of upper_limit(both_starts=True)
+    assert main(["limit", str(path), "--cl", str(CL), "--both-starts"]) == 0
+    captured = capsys.readouterr()
+    assert "warning" not in captured.err
+    assert json.loads(captured.out)["obs"] == pytest.approx(float(both.observed), rel=1e-8)
 
 
 CHUNK = 8

@@ -111,6 +111,10 @@ def register(subparsers) -> None:
                               help="POI values tested with --calctype toybased, as numpy.linspace "
                               "arguments (default: 12 points from half the smallest to twice the "
                               "largest asymptotic limit)")
+    limit_parser.add_argument("--both-starts", action="store_true",
+                              help="asymptotic limits: fit each conditional fit from the suggested start and "
+                              "from the previous root step's fit, keeping the lower minimum (for a limit "
+                              "reported as a jump of CLs across the level)")
     limit_parser.set_defaults(func=run_limit)
 
 
@@ -174,13 +178,14 @@ def _stored_upper_limit(args, model, data, upper_limit=None):
     from diffana import infer, programs
 
     upper_limit = upper_limit or infer.upper_limit
-    cl, test_stat = args.cl, args.test_stat
+    cl, test_stat, both_starts = args.cl, args.test_stat, bool(getattr(args, "both_starts", False))
 
     def compute(model, data):
-        return upper_limit(data, model, cl=cl, test_stat=test_stat)
+        return upper_limit(data, model, cl=cl, test_stat=test_stat, both_starts=both_starts)
 
     name = f"cli-{upper_limit.__name__}"
-    return programs.call_with_model(name, compute, infer.UpperLimitResult, model, data, settings=(cl, test_stat))
+    return programs.call_with_model(name, compute, infer.UpperLimitResult, model, data,
+                                    settings=(cl, test_stat, both_starts))
 
 
 def _warn_unconverged(result, args) -> None:
@@ -233,6 +238,8 @@ def run_limit(args) -> int:
 
     if not 0.0 < args.cl < 1.0:
         raise CommandError(f"--cl must lie strictly between 0 and 1, got {args.cl}")
+    if args.both_starts and args.calctype != "asymptotics":
+        raise CommandError(f"--both-starts applies to asymptotic limits, not --calctype {args.calctype}")
     if _check_patchset_options(args):
         return _run_patchset_limit(args)
     _, model, data = _load(args)

@@ -82,9 +82,11 @@ def stacked_upper_limit(
     rtol: float = 1e-10,
     options: SolverOptions | None = None,
     *,
+    both_starts: bool = False,
     settings: FitSettings | None = None,
 ) -> UpperLimitResult:
-    """Asymptotic CLs upper limits on the POI of every member (:func:`upper_limit`).
+    """Asymptotic CLs upper limits on the POI of every member (:func:`upper_limit`,
+    ``both_starts`` as there).
 
     Returns:
         An :class:`UpperLimitResult` with a leading member axis: ``observed`` (N,),
@@ -94,14 +96,14 @@ def stacked_upper_limit(
     settings = resolve_settings(settings, options=options)
     _n_members(data, model)
     return _stacked_upper_limit(jnp.asarray(data, jnp.float64), model, float(cl), test_stat, calc_base_dist,
-                                int(max_iterations), float(rtol), settings)
+                                int(max_iterations), float(rtol), settings, bool(both_starts))
 
 
 @eqx.filter_jit
-def _stacked_upper_limit(data, model, cl, test_stat, calc_base_dist, max_iterations, rtol, settings):
+def _stacked_upper_limit(data, model, cl, test_stat, calc_base_dist, max_iterations, rtol, settings, both_starts):
     def one(data, model):
         return upper_limit(data, model, cl=cl, test_stat=test_stat, calc_base_dist=calc_base_dist,
-                           max_iterations=max_iterations, rtol=rtol, settings=settings)
+                           max_iterations=max_iterations, rtol=rtol, settings=settings, both_starts=both_starts)
 
     return eqx.filter_vmap(one)(data, model)
 
