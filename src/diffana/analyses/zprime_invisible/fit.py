@@ -279,8 +279,8 @@ def _retry_unconverged(outputs, templates: dict, observed_counts, luminosity_unc
     compiled = _compiled_limit_scan(luminosity_uncertainty, cl, mesh, both_starts=True)
     r_observed, r_expected, r_converged = run_chunked(compiled, subset, np.asarray(observed_counts)[retry],
                                                       chunk_bins, structure, mesh)
-    fixed = retry[np.asarray(r_converged, bool)]
     kept = np.asarray(r_converged, bool)
+    fixed = retry[kept]
     observed, expected, converged = observed.copy(), expected.copy(), converged.copy()
     observed[fixed], expected[fixed], converged[fixed] = r_observed[kept], r_expected[kept], True
     return observed, expected, converged

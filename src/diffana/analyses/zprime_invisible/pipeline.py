@@ -197,8 +197,11 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
 
     t0 = time.perf_counter()
     console.print("[bold]selection (c): Punzi-net (BCE pre-training, then Punzi loss)[/bold]")
-    # like (d) below: the soft cut at logit 0 or at (b)'s chosen cut
-    punzi_cut_logit = float(logit(limits["mlp_bce"]["cut"])) if tr.punzi_cut == "bce" else 0.0
+    def soft_cut_logit(position: str) -> float:
+        """Where (c)'s and (d)'s soft cuts sit: at logit 0 ("none") or at (b)'s chosen cut ("bce")."""
+        return float(logit(limits["mlp_bce"]["cut"])) if position == "bce" else 0.0
+
+    punzi_cut_logit = soft_cut_logit(tr.punzi_cut)
     net_punzi, histories["punzi_net"] = sel.fit_network(
         lambda n, d: sel.punzi_loss(n, d, samples.luminosity, tr.punzi_window, tr.punzi_temperature, punzi_cut_logit),
         net_bce, data, tr.punzi_steps, tr.learning_rate, seed)
@@ -208,7 +211,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     t0 = time.perf_counter()
     console.print("[bold]selection (d): end to end on the expected limit[/bold] (compiling the limit gradient)")
     # the soft cut (d) trains: at logit 0 (plain output) or at (b)'s chosen cut, the cut it starts from
-    cut_logit = float(logit(limits["mlp_bce"]["cut"])) if tr.limit_cut == "bce" else 0.0
+    cut_logit = soft_cut_logit(tr.limit_cut)
     loss_d = lambda n, d: sel.limit_loss(n, d, theta_edges=edges[train_rows], n_window=n_window, systematics=sy,  # noqa: E731
                                          luminosity_uncertainty=sy.luminosity, cl=a.cl, cut_logit=cut_logit,
                                          temperature=tr.limit_temperature)

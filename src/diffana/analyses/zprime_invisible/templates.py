@@ -148,7 +148,7 @@ def window_local_histograms(centres_m2, widths, m2, theta, weight, theta_edges, 
         order = np.argsort(m2, kind="stable")
         m2, theta, weight = m2[order], theta[order], weight[order]
     theta_edges = np.broadcast_to(np.asarray(theta_edges, float), (centres_m2.size, np.shape(theta_edges)[-1]))
-    m2_edges = centres_m2[:, None] + widths[:, None] * (np.arange(n_window + 1) - n_window / 2)
+    m2_edges = window_edges(centres_m2[:, None], widths[:, None], n_window)  # (M, n_window + 1)
     patterns, group = np.unique(theta_edges, axis=0, return_inverse=True)
     group = np.asarray(group).reshape(-1)
     out = jnp.zeros((centres_m2.size, n_window * (theta_edges.shape[1] - 1)), jnp.result_type(weight, float))
