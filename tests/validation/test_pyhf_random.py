@@ -452,6 +452,31 @@ def test_limit_says_where_cls_jumps_across_the_level(tmp_path, capsys):
     assert json.loads(captured.out)["obs"] == pytest.approx(float(both.observed), rel=1e-8)
 
 
+@pytest.mark.slow  # ≈ 60 s on 2 cores: model 178's limit search from both starts, vmapped over two members
+def test_stacked_limits_from_both_starts_match_single_member():
+    """``stacked_upper_limit(both_starts=True)`` vmaps the two-start search: a stack of
+    model 178 (observed data: the jump) and the same model on its background-only
+    Asimov data gives each member the limit ``upper_limit(both_starts=True)`` gives it
+    alone, and the jumping member converges where the cold stacked search flags it."""
+    from diffana import infer
+
+    _, model, data = random_workspace(178)
+    asimov = np.asarray(infer.asimov_data(model, 0.0), np.float64)
+    stack = infer.stack_models([model, model])
+    rows = np.stack([np.asarray(data, np.float64), asimov])
+    cold = infer.stacked_upper_limit(rows, stack, cl=CL)
+    both = infer.stacked_upper_limit(rows, stack, cl=CL, both_starts=True)
+    cold_0, cold_1 = infer.unstack(cold)
+    both_0, both_1 = infer.unstack(both)
+    assert cold_0.discontinuous.tolist()[0] and not bool(cold_0.converged)
+    assert bool(both_0.converged) and bool(both_1.converged)
+    for member, member_data in ((both_0, data), (both_1, asimov)):
+        alone = infer.upper_limit(member_data, model, cl=CL, both_starts=True)
+        np.testing.assert_allclose(float(member.observed), float(alone.observed), rtol=1e-6)
+        np.testing.assert_allclose(member.expected, alone.expected, rtol=1e-6)
+    assert float(both_0.observed) > float(cold_0.observed) * 1.005
+
+
 CHUNK = 8
 """Models per subprocess in the slow run: every model compiles its own XLA programs,
 and one process holding ~50 models' programs runs out of LLVM code mappings
