@@ -458,6 +458,26 @@ def test_limit_loss_at_a_soft_cut_has_the_gradient_of_finite_differences(toy_tra
     assert along == pytest.approx(central, rel=1e-5)
 
 
+def test_limit_loss_with_window_local_templates_equals_the_dense_one(toy_training, limit_loss_and_grad):
+    """``limit_loss(window_local=True)`` (cumulative sums over the events ordered by M²,
+    the cheaper route with many training masses) gives the dense templates' loss and
+    gradient to round-off."""
+    net, data, _ = toy_training
+    _, dense_value_and_grad = limit_loss_and_grad
+    data = {**data, "sigma_ref": jnp.ones(2)}
+    edges = templates.hypothesis_theta_edges(np.array([4.0, 16.0]), cfg.TemplatesConfig(
+        theta_bins=1, theta_bins_by_m2=(), theta_m2_edges=()))
+    sy = cfg.SystematicsConfig()
+    local = jax.jit(jax.value_and_grad(lambda n: selections.limit_loss(
+        n, data, theta_edges=edges, n_window=20, systematics=sy, luminosity_uncertainty=sy.luminosity, cl=0.9,
+        cut_logit=0.3, temperature=0.25, window_local=True)))
+    value, grads = local(net)
+    dense_value, dense_grads = dense_value_and_grad(net, 0.3, 0.25)
+    assert float(value) == pytest.approx(float(dense_value), rel=1e-12)
+    for g, d in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(dense_grads)):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(d), rtol=1e-9, atol=1e-12 * float(np.max(np.abs(d))))
+
+
 def test_tau_plane_score_is_the_smaller_recoil_pt():
     f = {"recoil_pt_wrt_muon1_cm": np.array([1.0, 0.2]), "recoil_pt_wrt_muon2_cm": np.array([0.5, 3.0])}
     np.testing.assert_allclose(selections.tau_plane_score(f), [0.5, 0.2])

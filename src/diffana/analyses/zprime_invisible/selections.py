@@ -214,14 +214,16 @@ def punzi_loss(net, data, luminosity: float, window: float, temperature: float =
 
 
 def limit_loss(net, data, *, theta_edges, n_window, systematics, luminosity_uncertainty, cl,
-               cut_logit=0.0, temperature=1.0):
+               cut_logit=0.0, temperature=1.0, window_local=False):
     """Mean over training masses of log median expected σ_UL (fb), all systematics,
     events weighted with the soft cut :func:`soft_cut_weights` (``cut_logit``,
-    ``temperature``; the defaults weight with the plain network output)."""
+    ``temperature``; the defaults weight with the plain network output).
+    ``window_local``: the background templates by ``templates.window_local_histograms``
+    (``data``'s events concrete, i.e. closed over rather than traced)."""
     s_sel = soft_cut_weights(net, data["signal"], cut_logit, temperature)
     b_sel = soft_cut_weights(net, data["window_background"], cut_logit, temperature)
     t = analysis_templates(data["centres_m2"], data["widths"], data["signal"], s_sel, data["window_background"], b_sel,
-                           theta_edges, n_window, systematics, data["sigma_ref"])
+                           theta_edges, n_window, systematics, data["sigma_ref"], window_local=window_local)
     limits = expected_median_limits(t, luminosity_uncertainty, cl)  # padding θ bins dropped per group
     return jnp.mean(jnp.log(limits))
 
