@@ -214,7 +214,8 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     cut_logit = soft_cut_logit(tr.limit_cut)
     loss_d = lambda n, d: sel.limit_loss(n, d, theta_edges=edges[train_rows], n_window=n_window, systematics=sy,  # noqa: E731
                                          luminosity_uncertainty=sy.luminosity, cl=a.cl, cut_logit=cut_logit,
-                                         temperature=tr.limit_temperature)
+                                         temperature=tr.limit_temperature,
+                                         window_local=tr.n_masses >= sel.WINDOW_LOCAL_FROM_MASSES)
     net_e2e, histories["end_to_end"] = sel.fit_network(loss_d, net_bce, data, tr.limit_steps, tr.learning_rate, seed)
     timings["train_end_to_end"] = time.perf_counter() - t0
     evaluate_selection("end_to_end", lambda ev: sel.network_scores(net_e2e, ev))
