@@ -33,8 +33,7 @@ from diffana.analyses.zprime_invisible import cuts
 from diffana.analyses.zprime_invisible import selections as sel
 from diffana.analyses.zprime_invisible.config import config_from_options
 from diffana.analyses.zprime_invisible.samples import make_samples, recoil_mass_squared_resolution
-from diffana.analyses.zprime_invisible.templates import (hypothesis_theta_edges, reference_cross_sections,
-                                                         signal_histograms, window_local_histograms)
+from diffana.analyses.zprime_invisible.templates import hypothesis_theta_edges, preselected_reference_cross_sections
 from diffana.cli.zprime import add_config_options
 from diffana.errors import ConfigError
 from diffana.train import train
@@ -81,13 +80,8 @@ def main(argv=None) -> None:
     masses = samples.masses
     centres, widths = masses**2, recoil_mass_squared_resolution(masses, config.analysis.resolution)
     edges, n_window = hypothesis_theta_edges(centres, t_cfg), t_cfg.window_bins
-    test = samples.signal_test
-    preselected = signal_histograms(centres, widths, test["recoil_mass_squared"], test["recoil_theta_cm"],
-                                    test["weight"], edges, n_window)
-    b = samples.background_test
-    background = window_local_histograms(centres, widths, b["recoil_mass_squared"], b["recoil_theta_cm"],
-                                         jnp.asarray(b["weight"], float), edges, n_window)
-    sigma_ref = reference_cross_sections(preselected, background)
+    sigma_ref = preselected_reference_cross_sections(centres, widths, samples.signal_test, samples.background_test,
+                                                     edges, n_window)
 
     training_rows = cuts.spread_hypotheses(masses, tr.n_masses, tr.hypothesis_spacing)
     new_rows = other_hypotheses(masses.size, args.other_masses, training_rows)
@@ -99,12 +93,13 @@ def main(argv=None) -> None:
     cut_logit = float(logit(args.bce_cut))
 
     def loss_on(data, rows):
-        return eqx.filter_jit(lambda net: sel.limit_loss(
-            net, data, theta_edges=edges[rows], n_window=n_window, systematics=sy,
-            luminosity_uncertainty=sy.luminosity, cl=config.analysis.cl, cut_logit=cut_logit,
-            temperature=tr.limit_temperature, window_local=args.window_local))
+        """(d)'s loss, as the pipeline trains it, on one set (its events closed over)."""
+        return lambda net: sel.limit_loss(net, data, theta_edges=edges[rows], n_window=n_window, systematics=sy,
+                                          luminosity_uncertainty=sy.luminosity, cl=config.analysis.cl,
+                                          cut_logit=cut_logit, temperature=tr.limit_temperature,
+                                          window_local=args.window_local)
 
-    losses = {name: loss_on(data, rows) for name, (data, rows) in sets.items()}
+    losses = {name: eqx.filter_jit(loss_on(data, rows)) for name, (data, rows) in sets.items()}
     net = sel.make_network(samples.background_train, tr.hidden, args.seed)
     net_bce, _ = sel.fit_network(sel.bce_loss, net, sets["train events, training masses"][0], tr.bce_steps,
                                  tr.learning_rate, args.seed)
@@ -113,20 +108,13 @@ def main(argv=None) -> None:
           f"T {tr.limit_temperature}")
     names = list(losses)
     print(f"{'step':>5} " + " ".join(f"{n:>32}" for n in names))
-    rows_out = []
-
     def report(step, net):
         values = [float(losses[n](net)) for n in names]
-        rows_out.append((step, values))
         print(f"{step:5d} " + " ".join(f"{v:32.4f}" for v in values), flush=True)
 
     report(0, net_bce)
-    data = sets["train events, training masses"][0]
-    loss_d = lambda n, d: sel.limit_loss(n, d, theta_edges=edges[training_rows], n_window=n_window,  # noqa: E731
-                                         systematics=sy, luminosity_uncertainty=sy.luminosity,
-                                         cl=config.analysis.cl, cut_logit=cut_logit,
-                                         temperature=tr.limit_temperature, window_local=args.window_local)
-    train(lambda params, _: loss_d(params, data), net_bce, jnp.zeros(1), n_steps=steps,
+    loss_d = loss_on(*sets["train events, training masses"])
+    train(lambda params, _: loss_d(params), net_bce, jnp.zeros(1), n_steps=steps,
           optimizer=optax.adam(tr.learning_rate), seed=args.seed, progress=False,
           callback=lambda step, params, loss: report(step, params) if step % args.every == 0 else None)
     print(f"total {time.perf_counter() - t0:.0f} s")

@@ -421,9 +421,8 @@ def test_soft_cut_weights_are_the_plain_output_or_a_soft_cut_at_the_given_logit(
     np.testing.assert_array_equal(np.round(sharp[far]), (plain > cut)[far])
 
 
-@pytest.fixture(scope="module")
-def limit_loss_and_grad(toy_training):
-    """(d)'s loss on the toy events (2 masses, 1 θ bin), jitted with its gradient."""
+def _toy_limit_loss(toy_training, window_local=False):
+    """(d)'s loss on the toy events (2 masses, 1 θ bin) as a function of (net, cut_logit, temperature)."""
     _, data, _ = toy_training
     data = {**data, "sigma_ref": jnp.ones(2)}
     edges = templates.hypothesis_theta_edges(np.array([4.0, 16.0]), cfg.TemplatesConfig(
@@ -433,8 +432,15 @@ def limit_loss_and_grad(toy_training):
     def loss(net, cut_logit, temperature):
         return selections.limit_loss(net, data, theta_edges=edges, n_window=20, systematics=sy,
                                      luminosity_uncertainty=sy.luminosity, cl=0.9, cut_logit=cut_logit,
-                                     temperature=temperature)
+                                     temperature=temperature, window_local=window_local)
 
+    return loss
+
+
+@pytest.fixture(scope="module")
+def limit_loss_and_grad(toy_training):
+    """(d)'s loss on the toy events, jitted with its gradient."""
+    loss = _toy_limit_loss(toy_training)
     return jax.jit(loss), jax.jit(jax.value_and_grad(loss))
 
 
@@ -462,16 +468,10 @@ def test_limit_loss_with_window_local_templates_equals_the_dense_one(toy_trainin
     """``limit_loss(window_local=True)`` (cumulative sums over the events ordered by M²,
     the cheaper route with many training masses) gives the dense templates' loss and
     gradient to round-off."""
-    net, data, _ = toy_training
+    net, _, _ = toy_training
     _, dense_value_and_grad = limit_loss_and_grad
-    data = {**data, "sigma_ref": jnp.ones(2)}
-    edges = templates.hypothesis_theta_edges(np.array([4.0, 16.0]), cfg.TemplatesConfig(
-        theta_bins=1, theta_bins_by_m2=(), theta_m2_edges=()))
-    sy = cfg.SystematicsConfig()
-    local = jax.jit(jax.value_and_grad(lambda n: selections.limit_loss(
-        n, data, theta_edges=edges, n_window=20, systematics=sy, luminosity_uncertainty=sy.luminosity, cl=0.9,
-        cut_logit=0.3, temperature=0.25, window_local=True)))
-    value, grads = local(net)
+    local = jax.jit(jax.value_and_grad(_toy_limit_loss(toy_training, window_local=True)))
+    value, grads = local(net, 0.3, 0.25)
     dense_value, dense_grads = dense_value_and_grad(net, 0.3, 0.25)
     assert float(value) == pytest.approx(float(dense_value), rel=1e-12)
     for g, d in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(dense_grads)):

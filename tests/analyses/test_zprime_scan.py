@@ -134,6 +134,28 @@ def test_window_local_histograms_equal_the_dense_ones_with_padded_theta_rows():
                                grad_of(templates.shared_event_histograms)(jnp.asarray(weight)), rtol=1e-12, atol=1e-12)
 
 
+def test_preselected_reference_cross_sections_are_sqrt_b_over_signal_in_each_window():
+    """σ_ref = max(√B, 3) / max(S, 1e-9) with B the background and S the signal (ε·L per
+    unit σ) of each hypothesis' whole window, all θ bins: checked against the events
+    counted directly; a window with no background gets the floor √B = 3."""
+    rng = np.random.default_rng(5)
+    centres, widths = np.array([2.0, 6.0, 40.0]), np.array([0.2, 0.3, 0.5])
+    n_window = 4  # windows ±2 widths
+    background = {"recoil_mass_squared": rng.uniform(0.0, 10.0, 4000), "recoil_theta_cm": rng.uniform(0, 180, 4000),
+                  "weight": rng.uniform(0.5, 2.0, 4000)}
+    signal_m2 = centres[:, None] + widths[:, None] * rng.normal(size=(3, 500))
+    signal = {"recoil_mass_squared": signal_m2, "recoil_theta_cm": rng.uniform(0, 180, (3, 500)),
+              "weight": np.full((3, 500), 0.01)}
+    edges = templates.padded_theta_edges([2, 2, 1], 2)
+    sigma_ref = templates.preselected_reference_cross_sections(centres, widths, signal, background, edges, n_window)
+    for i, (c, w) in enumerate(zip(centres, widths)):
+        b_in = np.abs(background["recoil_mass_squared"] - c) < 2 * w
+        s_in = np.abs(signal_m2[i] - c) < 2 * w
+        expected = max(np.sqrt(background["weight"][b_in].sum()), 3.0) / (0.01 * s_in.sum())
+        assert sigma_ref[i] == pytest.approx(expected, rel=1e-10)
+    assert sigma_ref[2] == pytest.approx(3.0 / (0.01 * (np.abs(signal_m2[2] - 40.0) < 1.0).sum()), rel=1e-10)
+
+
 def test_held_out_samples_are_ordered_by_recoil_mass():
     from diffana.analyses.zprime_invisible.samples import by_recoil_mass
 

@@ -452,7 +452,7 @@ def test_limit_says_where_cls_jumps_across_the_level(tmp_path, capsys):
     assert json.loads(captured.out)["obs"] == pytest.approx(float(both.observed), rel=1e-8)
 
 
-@pytest.mark.slow  # ≈ 60 s on 2 cores: model 178's limit search from both starts, vmapped over two members
+@pytest.mark.slow  # ≈ 40 s on 2 cores: model 178's limit search from both starts, vmapped over two members
 def test_stacked_limits_from_both_starts_match_single_member():
     """``stacked_upper_limit(both_starts=True)`` vmaps the two-start search: a stack of
     model 178 (observed data: the jump) and the same model on its background-only

@@ -29,7 +29,7 @@ from diffana.analyses.zprime_invisible.config import Config
 from diffana.analyses.zprime_invisible.fit import ScanSettings, scan_limits_with, scan_local_significance
 from diffana.analyses.zprime_invisible.samples import AnalysisSamples, make_samples, recoil_mass_squared_resolution
 from diffana.analyses.zprime_invisible.templates import (analysis_templates, hypothesis_theta_edges,
-                                                         reference_cross_sections, signal_histograms,
+                                                         preselected_reference_cross_sections,
                                                          window_local_histograms)
 from diffana.cache import enable_compilation_cache  # noqa: F401  (moved to diffana.cache; kept importable here)
 
@@ -104,10 +104,8 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
                                        jnp.asarray(events["weight"] * selected, float), edges, n_window)
 
     # the POI unit from the preselected windows: only the nominal signal and background
-    preselected_signal = signal_histograms(centres, widths, samples.signal_test["recoil_mass_squared"],
-                                           samples.signal_test["recoil_theta_cm"], samples.signal_test["weight"],
-                                           edges, n_window)
-    sigma_ref = reference_cross_sections(preselected_signal, window_counts(samples.background_test, 1.0))
+    sigma_ref = preselected_reference_cross_sections(centres, widths, samples.signal_test, samples.background_test,
+                                                     edges, n_window)
 
     # the networks learn from net_samples' training half; the cuts are chosen on cut_sample
     # (the same events unless training.cut_validation_fraction holds a share back)

@@ -261,3 +261,16 @@ def reference_cross_sections(signal_templates, background_templates):
     b = np.asarray(background_templates).sum(axis=1)
     s = np.asarray(signal_templates).sum(axis=1)
     return np.maximum(np.sqrt(b), 3.0) / np.maximum(s, 1e-9)
+
+
+def preselected_reference_cross_sections(centres_m2, widths, signal, background, theta_edges, n_window: int):
+    """(M,) :func:`reference_cross_sections` (fb) of the preselected events, before any
+    selection: ``signal`` (M, n) and ``background`` (N,) event columns (``recoil_mass_squared``
+    in GeV², ``recoil_theta_cm`` in deg, ``weight``: fb⁻¹ per signal event, expected events per
+    background event), the background histogrammed window-local (its columns concrete)."""
+    signal_counts = signal_histograms(centres_m2, widths, signal["recoil_mass_squared"], signal["recoil_theta_cm"],
+                                      signal["weight"], theta_edges, n_window)
+    background_counts = window_local_histograms(centres_m2, widths, background["recoil_mass_squared"],
+                                                background["recoil_theta_cm"],
+                                                jnp.asarray(background["weight"], float), theta_edges, n_window)
+    return reference_cross_sections(signal_counts, background_counts)
