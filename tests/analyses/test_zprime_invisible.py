@@ -65,6 +65,8 @@ def _write(tmp_path, text, name="c.toml"):
         ("[training]\ncut_min_signal_events = -1\n", "cut_min_signal_events must be >= 0"),
         ("[training]\ncut_validation_fraction = 1.0\n", "cut_validation_fraction must lie in [0, 1)"),
         ("[training]\ncut_guard_spared_fraction = 1.0\n", "cut_guard_spared_fraction must lie in [0, 1)"),
+        ("[training]\ncut_region_masses = [6.0, 1.0]\n", "cut_region_masses must increase strictly"),
+        ("[training]\ncut_region_masses = [9.0]\n", "between mass_min (0.01) and mass_max (8.5) GeV, got [9.0]"),
     ],
 )
 def test_bad_configs_name_the_problem(tmp_path, text, fragment):
@@ -421,6 +423,22 @@ def test_soft_cut_weights_are_the_plain_output_or_a_soft_cut_at_the_given_logit(
     np.testing.assert_array_equal(np.round(sharp[far]), (plain > cut)[far])
 
 
+def test_soft_cut_at_a_regional_cut_uses_each_events_own_region(toy_training):
+    """A cut per mass region (``cuts.RegionalCut.logit_at``) weights every event as the
+    one-value soft cut of the region its M²_rec lies in."""
+    from diffana.analyses.zprime_invisible import cuts
+
+    net, data, _ = toy_training
+    events = data["signal"]  # two training masses at M² = 4 and 16 GeV²
+    regional = cuts.RegionalCut(np.array([10.0]), np.array([0.3, 0.7]))
+    weights = np.asarray(selections.soft_cut_weights(net, events, regional.logit_at, 0.2))
+    low = np.asarray(events["recoil_mass_squared"]) < 10.0
+    assert low.any() and (~low).any()
+    for value, region in ((0.3, low), (0.7, ~low)):
+        single = np.asarray(selections.soft_cut_weights(net, events, float(special.logit(value)), 0.2))
+        np.testing.assert_allclose(weights[region], single[region], rtol=1e-12)
+
+
 def _toy_limit_loss(toy_training, window_local=False):
     """(d)'s loss on the toy events (2 masses, 1 θ bin) as a function of (net, cut_logit, temperature)."""
     _, data, _ = toy_training
@@ -560,6 +578,31 @@ def test_tiny_end_to_end_run(tmp_path):
         assert (s["cut_signal_guard"] is None) == (s["cut_signal_guard_mass_GeV"] is None)
         assert s["cut_signal_guard_mass_GeV"] is None or s["cut_signal_guard_mass_GeV"] in result.masses
     assert all(0.0 <= s["global_significance"] <= s["max_local_significance"] + 1e-12 for s in result.summary.values())
+
+
+def test_tiny_run_with_a_cut_per_mass_region(tmp_path):
+    """``training.cut_region_masses``: every selection has one cut per region, reported
+    per region, and the held-out selection applies each event's own region's cut."""
+    from diffana.analyses.zprime_invisible import load_config, run_analysis
+
+    config = load_config(None, quick=True, overrides={
+        "analysis": {"n_masses": 4},
+        "samples": {"background_events": 5000, "signal_events_per_mass": 400,
+                    "process_events": {"mumu": 5000, "tautau": 5000, "eemumu": 5000}},
+        "training": {"n_masses": 2, "max_events": 500, "bce_steps": 3, "punzi_steps": 2, "limit_steps": 1,
+                     "n_thresholds": 2, "n_refine_thresholds": 0, "cut_region_masses": [4.0]},
+        "wide_width": {"enabled": False}})
+    result = run_analysis(config, tmp_path, seed=3, make_plots=False)
+    assert result.masses.min() < 4.0 < result.masses.max()
+    for name, lim in result.limits.items():
+        assert len(lim["cut"]) == 2 and lim["cut_region_masses_GeV"] == [4.0]
+        assert len(lim["cut_kept_signal_fraction"]) == 2 and len(lim["cut_at_tightest"]) == 2
+        assert np.all(np.diff(lim["expected"], axis=1) >= 0)
+    summary = json.loads((tmp_path / "limits.json").read_text())["summary"]
+    for name, s in summary.items():
+        assert s["cut"] == result.limits[name]["cut"] and s["cut_region_masses_GeV"] == [4.0]
+        assert len(s["cut_signal_guard"]) == 2
+    assert len(json.loads((tmp_path / "cut_scans.json").read_text())["mlp_bce"]) == 2
 
 
 def test_look_elsewhere_summary():

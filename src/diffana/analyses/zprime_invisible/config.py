@@ -144,6 +144,10 @@ class TrainingConfig:
     sigmoid((logit − c)/T), c at (b)'s chosen cut (``"bce"``) or 0 (``"none"``); T in
     logit units. ``punzi_cut`` / ``punzi_temperature``: the same for (c)'s Punzi loss
     (``"none"`` with T = 0.1: the hard-like cut at logit 0 of ``selections.PUNZI_TEMPERATURE``).
+    ``cut_region_masses``: masses (GeV, increasing) that split the scan into regions with
+    a cut of their own per selection, each chosen on ⌈``cut_masses``/R⌉ of the region's
+    hypotheses with the guard over the region's hypotheses, applied by the event's M²_rec
+    (``cuts.RegionalCut``); empty (the default): one cut for all masses, as Punzi-net's paper.
     ``hypothesis_spacing``: the ``n_masses`` training hypotheses are
     spread evenly in scan index (``"scan"``; crowded at high mass, where the scan is
     finest) or in mass (``"mass"``); the ``cut_masses`` always evenly in scan index,
@@ -169,6 +173,7 @@ class TrainingConfig:
     cut_guard_spared_fraction: float = 0.05
     cut_validation_fraction: float = 0.0
     cut_masses: int = 16
+    cut_region_masses: tuple = ()
     hypothesis_spacing: str = "scan"
 
 
@@ -411,6 +416,10 @@ def validate(config: Config, base_dir: Path | None = None) -> None:
     _require(0 <= tr.cut_validation_fraction < 1,
              f"{w}: [training] cut_validation_fraction must lie in [0, 1)")
     _require(tr.cut_masses >= 1, f"{w}: [training] cut_masses must be >= 1")
+    edges = tr.cut_region_masses
+    _require(all(a.mass_min < m < a.mass_max for m in edges) and all(b > m for m, b in zip(edges, edges[1:])),
+             f"{w}: [training] cut_region_masses must increase strictly and lie between mass_min ({a.mass_min}) "
+             f"and mass_max ({a.mass_max}) GeV, got {list(edges)}")
     _require(tr.hypothesis_spacing in HYPOTHESIS_SPACINGS, f"{w}: [training] hypothesis_spacing must be one of "
              f"{list(HYPOTHESIS_SPACINGS)}, got {tr.hypothesis_spacing!r}")
     _validate_wide_width(config.wide_width, w)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable, NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from diffana.analyses.zprime_invisible.fit import ScanSettings, scan_limits_with
@@ -264,6 +265,59 @@ def scan_cut(score_signal, signal_valid, templates_for_cut: Callable[[float], di
     if fine.size == 0:
         return first
     return merge_scans(first, choose_cut(fine, templates_for_cut, fit_settings))
+
+
+class RegionalCut(NamedTuple):
+    """A hard cut ``score > t`` whose value t depends on the event's M²_rec: one value per
+    mass region (``[training] cut_region_masses``). An event belongs to the region of its
+    own M²_rec, a hypothesis to the region of its M²; with no region edges this is the one
+    cut of every selection. Cutting by the event's M²_rec, not by the hypothesis, keeps the
+    selection one event-level decision (as the 2018 search's recoil-mass-dependent τ
+    suppression): the background passes or not once, whatever window it lands in."""
+
+    region_edges_m2: np.ndarray  # (R − 1,) region boundaries in M²_rec (GeV²), increasing
+    values: np.ndarray  # (R,) cut value per region (score units)
+
+    @classmethod
+    def single(cls, value: float) -> "RegionalCut":
+        """One cut for every mass."""
+        return cls(np.empty(0), np.array([float(value)]))
+
+    def at(self, m2):
+        """The cut value at M²_rec ``m2`` (GeV², any shape; numpy or JAX)."""
+        return jnp.asarray(self.values)[jnp.searchsorted(jnp.asarray(self.region_edges_m2), m2, side="right")]
+
+    def passes(self, score, m2) -> np.ndarray:
+        """Hard pass mask of events with ``score`` and M²_rec ``m2`` (same shape)."""
+        return np.asarray(score) > np.asarray(self.at(np.asarray(m2)))
+
+    def logit_at(self, m2):
+        """logit of :meth:`at` (the network's logit units; a cut at 0.5 is logit 0), for
+        the soft cuts of the Punzi and limit losses (``selections.soft_cut_weights``)."""
+        value = self.at(m2)
+        return jnp.log(value) - jnp.log1p(-value)
+
+
+def hypothesis_regions(masses, region_masses) -> np.ndarray:
+    """(M,) index of the mass region of each hypothesis (masses and region edges in GeV;
+    a hypothesis on an edge belongs to the region above)."""
+    return np.searchsorted(np.asarray(region_masses, float), np.asarray(masses, float), side="right")
+
+
+def region_cut_hypotheses(regions, n_regions: int, n_cut: int) -> list[np.ndarray]:
+    """Per region (``regions``: (M,) from :func:`hypothesis_regions`, ``n_regions`` of them), the scan indices of
+    ⌈``n_cut`` / R⌉ of its hypotheses, evenly spread over it in scan index (both ends), so
+    that every region's cut is chosen on its own masses and the whole cut scan still fits
+    about ``n_cut`` hypotheses. Raises ``ValueError`` naming an empty region."""
+    regions = np.asarray(regions, int)
+    per_region = int(np.ceil(n_cut / n_regions))
+    out = []
+    for r in range(n_regions):
+        rows = np.flatnonzero(regions == r)
+        if rows.size == 0:
+            raise ValueError(f"cut region {r} holds no mass hypothesis of the scan; move [training] cut_region_masses")
+        out.append(rows[cut_hypotheses(rows.size, per_region)])
+    return out
 
 
 class CutChoiceSample(NamedTuple):

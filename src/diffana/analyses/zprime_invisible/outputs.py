@@ -66,7 +66,9 @@ def summary(result) -> dict:
             if key in lim:
                 out[name][key] = lim[key]
         if "cut_signal_guard" in lim:  # the score no cut may reach (None: no hypothesis constrains it)
-            out[name]["cut_signal_guard"] = lim["cut_signal_guard"] if np.isfinite(lim["cut_signal_guard"]) else None
+            out[name]["cut_signal_guard"] = _finite_or_none(lim["cut_signal_guard"])
+        if "cut_region_masses_GeV" in lim:  # one cut per mass region: the lists above are per region
+            out[name]["cut_region_masses_GeV"] = lim["cut_region_masses_GeV"]
         out[name].update(signal_efficiency_by_range(result.masses, lim["signal_efficiency"]))
         if "background_mc_n_eff" in lim:
             # windows whose background after the cut rests on less than one effective MC event
@@ -74,6 +76,13 @@ def summary(result) -> dict:
         if "local_significance" in lim:
             out[name].update(look_elsewhere(result.masses, lim["local_significance"]))
     return out
+
+
+def _finite_or_none(value):
+    """``value`` (a number, or a list of them per cut region) with inf as None (JSON)."""
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value if np.isfinite(value) else None
 
 
 def signal_efficiency_by_range(masses, efficiency, edges=EFFICIENCY_RANGE_EDGES) -> dict:

@@ -110,31 +110,47 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     # the networks learn from net_samples' training half; the cuts are chosen on cut_sample
     # (the same events unless training.cut_validation_fraction holds a share back)
     net_samples, cut_sample = cuts.split_for_cut_choice(samples, tr.cut_validation_fraction, seed)
-    cut_rows = cuts.cut_hypotheses(masses.size, tr.cut_masses)
-    signal_cut = _rows(cut_sample.signal, cut_rows)
-    sig_valid_cut = signal_cut["weight"] > 0
+    # one cut per mass region (one region unless training.cut_region_masses splits the scan),
+    # each chosen on its own hypotheses
+    region_edges_m2 = np.asarray(tr.cut_region_masses, float) ** 2
+    regions = cuts.hypothesis_regions(masses, tr.cut_region_masses)
+    region_rows = [np.flatnonzero(regions == r) for r in range(len(tr.cut_region_masses) + 1)]
+    region_cut_rows = cuts.region_cut_hypotheses(regions, len(region_rows), tr.cut_masses)
 
     # the cut sample's signal events of every hypothesis in its window: the cut guard counts them
     signal_in_windows = cuts.signal_in_windows(cut_sample.signal["recoil_mass_squared"],
                                                cut_sample.signal["weight"] > 0, centres, widths, n_window)
 
-    def choose_cut(score_signal_cut, score_background, score_signal_all):
-        """The hard cut of one selection: every try in one scan over the cut hypotheses,
-        none so tight that a hypothesis of the scan is left with too few signal MC events."""
-        guard = cuts.guard_ceiling(cuts.signal_guard_scores(score_signal_all, signal_in_windows,
-                                                            tr.cut_min_signal_events),
-                                   cuts.spared_hypotheses(masses.size, tr.cut_guard_spared_fraction))
-        ceiling = guard.score
-        scan = cuts.scan_cut(score_signal_cut, sig_valid_cut, lambda c: templates(
-            signal_cut, cut_sample.background, (score_signal_cut > c) & sig_valid_cut,
-            score_background > c, sigma_ref, cut_rows), scan_settings, cuts.cut_scan_settings(tr), ceiling)
-        guard_mass = None if guard.hypothesis is None else float(masses[guard.hypothesis])
-        return scan, ceiling, guard_mass
+    def choose_region_cut(rows, cut_rows, score_fn):
+        """The hard cut of one selection in one mass region (hypotheses ``rows``): every try
+        in one scan over the region's cut hypotheses ``cut_rows``, none so tight that a
+        hypothesis of the region is left with too few signal MC events."""
+        signal_cut = _rows(cut_sample.signal, cut_rows)
+        valid = signal_cut["weight"] > 0
+        score_signal_cut, score_background = score_fn(signal_cut), score_fn(cut_sample.background)
+        guard = cuts.guard_ceiling(cuts.signal_guard_scores(score_fn(_rows(cut_sample.signal, rows)),
+                                                            signal_in_windows[rows], tr.cut_min_signal_events),
+                                   cuts.spared_hypotheses(rows.size, tr.cut_guard_spared_fraction))
+        scan = cuts.scan_cut(score_signal_cut, valid, lambda c: templates(
+            signal_cut, cut_sample.background, (score_signal_cut > c) & valid,
+            score_background > c, sigma_ref, cut_rows), scan_settings, cuts.cut_scan_settings(tr), guard.score)
+        choice = {"cut_kept_signal_fraction": float(np.mean(score_signal_cut[valid] > scan.best)),
+                  "cut_at_tightest": scan.at_tightest, "cut_signal_guard": guard.score,
+                  "cut_signal_guard_mass_GeV": None if guard.hypothesis is None else float(masses[rows[guard.hypothesis]])}
+        if scan.at_tightest:
+            guard_binds = cuts.tightest_kept_fraction(score_signal_cut, valid, guard.score,
+                                                      tr.cut_tightest_signal_fraction) > tr.cut_tightest_signal_fraction
+            choice["warning"] = _tightest_reason(guard_binds, guard.score, tr)
+        return scan, choice
 
-    def held_out_limits(score_signal, score_background, score_data, cut):
-        t = templates(samples.signal_test, samples.background_test, score_signal > cut, score_background > cut, sigma_ref,
-                      window_local=True)
-        data = window_counts(samples.pseudo_data, score_data > cut)
+    def held_out_limits(score_signal, score_background, score_data, cut: cuts.RegionalCut):
+        def passes(score, events):
+            return cut.passes(score, events["recoil_mass_squared"])
+
+        background_selected = passes(score_background, samples.background_test)
+        t = templates(samples.signal_test, samples.background_test, passes(score_signal, samples.signal_test),
+                      background_selected, sigma_ref, window_local=True)
+        data = window_counts(samples.pseudo_data, passes(score_data, samples.pseudo_data))
         t0 = time.perf_counter()
         observed, expected, converged = scan_limits_with(scan_settings, t, data)
         t1 = time.perf_counter()
@@ -143,39 +159,36 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         efficiency = np.asarray(t["signal"]).sum(axis=1) / samples.luminosity
         # with no signal left the signal-strength fit is degenerate: no significance there
         has_signal = efficiency > 0
-        result = {"observed": observed, "expected": expected, "converged": converged, "cut": float(cut),
+        result = {"observed": observed, "expected": expected, "converged": converged,
                   "local_significance": np.where(has_signal, local_z, 0.0),
                   "significance_converged": np.asarray(z_converged, bool) & has_signal,
                   "signal_efficiency": efficiency,
                   "background": np.asarray(t["background"]).sum(axis=1),
                   "background_mc_n_eff": selected_window_n_eff(
                       samples.background_test["recoil_mass_squared"], samples.background_test["weight"],
-                      score_background > cut, centres, widths, n_window)}
+                      background_selected, centres, widths, n_window)}
         return scan_times, result
 
-    limits, histories, cut_scans, score_functions = {}, {}, {}, {}
+    limits, histories, cut_scans, score_functions, chosen_cuts = {}, {}, {}, {}, {}
 
     def evaluate_selection(name, score_fn):
         score_functions[name] = score_fn
         t0 = time.perf_counter()
-        score_signal_cut = score_fn(signal_cut)
-        scan, ceiling, guard_mass = choose_cut(score_signal_cut, score_fn(cut_sample.background), score_fn(cut_sample.signal))
-        cut_scans[name] = np.stack([scan.thresholds, scan.objective])
+        scans, choices = zip(*(choose_region_cut(rows, cut_rows, score_fn)
+                               for rows, cut_rows in zip(region_rows, region_cut_rows)))
+        cut = chosen_cuts[name] = cuts.RegionalCut(region_edges_m2, np.array([scan.best for scan in scans]))
+        cut_scans[name] = [np.stack([scan.thresholds, scan.objective]) for scan in scans]
         timings[f"cut_{name}"] = time.perf_counter() - t0
         scan_times, limits[name] = held_out_limits(score_fn(samples.signal_test), score_fn(samples.background_test),
-                                                   score_fn(samples.pseudo_data), scan.best)
-        limits[name]["cut_kept_signal_fraction"] = float(np.mean(score_signal_cut[sig_valid_cut] > scan.best))
-        limits[name]["cut_at_tightest"] = scan.at_tightest
-        limits[name]["cut_signal_guard"] = ceiling
-        limits[name]["cut_signal_guard_mass_GeV"] = guard_mass
-        if scan.at_tightest:
-            guard_binds = cuts.tightest_kept_fraction(score_signal_cut, sig_valid_cut, ceiling,
-                                                      tr.cut_tightest_signal_fraction) > tr.cut_tightest_signal_fraction
-            console.print(f"[yellow]{sel.SELECTION_LABELS[name]}: {_tightest_reason(guard_binds, ceiling, tr)}[/yellow]")
+                                                   score_fn(samples.pseudo_data), cut)
+        limits[name].update(_cut_record(cut, choices, tr.cut_region_masses))
+        for choice in choices:
+            if "warning" in choice:
+                console.print(f"[yellow]{sel.SELECTION_LABELS[name]}: {choice['warning']}[/yellow]")
         timings[f"limits_{name}"], timings[f"significance_{name}"] = scan_times["limits"], scan_times["significance"]
         timings[f"evaluate_{name}"] = time.perf_counter() - t0
         with_limit = outputs.has_limit(limits[name])
-        console.print(f"{sel.SELECTION_LABELS[name]}: cut {scan.best:.4g}, mean expected σ_UL "
+        console.print(f"{sel.SELECTION_LABELS[name]}: cut {', '.join(f'{v:.4g}' for v in cut.values)}, mean expected σ_UL "
                       f"{np.exp(np.mean(np.log(limits[name]['expected'][with_limit, 2]))):.4g} fb over the "
                       f"{int(with_limit.sum())}/{masses.size} hypotheses with a limit")
 
@@ -195,9 +208,13 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
 
     t0 = time.perf_counter()
     console.print("[bold]selection (c): Punzi-net (BCE pre-training, then Punzi loss)[/bold]")
-    def soft_cut_logit(position: str) -> float:
-        """Where (c)'s and (d)'s soft cuts sit: at logit 0 ("none") or at (b)'s chosen cut ("bce")."""
-        return float(logit(limits["mlp_bce"]["cut"])) if position == "bce" else 0.0
+    def soft_cut_logit(position: str):
+        """Where (c)'s and (d)'s soft cuts sit: at logit 0 ("none") or at (b)'s chosen cut ("bce"),
+        per event at its M²_rec when the cut differs between mass regions."""
+        if position != "bce":
+            return 0.0
+        bce = chosen_cuts["mlp_bce"]
+        return float(logit(bce.values[0])) if bce.values.size == 1 else bce.logit_at
 
     punzi_cut_logit = soft_cut_logit(tr.punzi_cut)
     net_punzi, histories["punzi_net"] = sel.fit_network(
@@ -223,7 +240,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     if config.wide_width.enabled:
         t0 = time.perf_counter()
         wide = _wide_width_limits(config, samples, widths, score_functions[config.wide_width.selection],
-                                  limits[config.wide_width.selection]["cut"], console)
+                                  chosen_cuts[config.wide_width.selection], console)
         timings["wide_width"] = time.perf_counter() - t0
 
     result = AnalysisResult(masses=masses, limits=limits, histories=histories, wide_width=wide, timings=timings)
@@ -235,7 +252,8 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         from diffana.analyses.zprime_invisible import wide_width as ww
 
         ww.write_table(masses, wide, output / "wide_width_limits.csv")
-    (output / "cut_scans.json").write_text(json.dumps({k: v.tolist() for k, v in cut_scans.items()}, indent=1))
+    (output / "cut_scans.json").write_text(json.dumps(
+        {k: _per_region([scan.tolist() for scan in v]) for k, v in cut_scans.items()}, indent=1))
     if make_plots:
         from diffana.analyses.zprime_invisible import plots
 
@@ -251,6 +269,25 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     return result
 
 
+def _per_region(values: list):
+    """One region's value as itself, several regions' as a list (the outputs of the
+    shipped one-cut configuration keep their shape)."""
+    return values[0] if len(values) == 1 else list(values)
+
+
+def _cut_record(cut: cuts.RegionalCut, choices, region_masses) -> dict:
+    """What a selection's result stores about its hard cut: the cut value(s), and per region
+    the share of the cut sample's signal it keeps, whether the tightest try won, the signal
+    guard's score and hypothesis (GeV); lists over the regions when there are several, with
+    ``cut_region_masses_GeV`` their edges."""
+    record = {"cut": _per_region([float(v) for v in cut.values])}
+    for key in ("cut_kept_signal_fraction", "cut_at_tightest", "cut_signal_guard", "cut_signal_guard_mass_GeV"):
+        record[key] = _per_region([choice[key] for choice in choices])
+    if len(choices) > 1:
+        record["cut_region_masses_GeV"] = [float(m) for m in region_masses]
+    return record
+
+
 def _tightest_reason(guard_binds: bool, ceiling: float, training) -> str:
     """Why the tightest cut tried won, in words: the signal guard stopped the scan
     (``guard_binds``), or the scan's own tightest try (the optimum may then lie at a
@@ -262,7 +299,7 @@ def _tightest_reason(guard_binds: bool, ceiling: float, training) -> str:
             "the best cut may be tighter: lower [training] cut_tightest_signal_fraction")
 
 
-def _wide_width_limits(config: Config, samples: AnalysisSamples, resolutions, score_fn, cut: float,
+def _wide_width_limits(config: Config, samples: AnalysisSamples, resolutions, score_fn, cut: cuts.RegionalCut,
                        console: Console) -> dict:
     """Limits on σ and g' of a Z' with Γ = relative_width·M, with the hard cut of the
     configured selection; writes nothing (see ``wide_width.write_table``)."""
@@ -270,9 +307,13 @@ def _wide_width_limits(config: Config, samples: AnalysisSamples, resolutions, sc
 
     c, a = config.wide_width, config.analysis
     console.print(f"[bold]wide Z' (Γ = {c.relative_width:g}·M)[/bold]: 1D fits with "
-                  f"{sel.SELECTION_LABELS[c.selection]}, cut {cut:.4g}")
-    limits = ww.wide_width_limits(samples.masses, resolutions, samples, score_fn(samples.signal_test) > cut,
-                                  score_fn(samples.background_test) > cut, score_fn(samples.pseudo_data) > cut,
+                  f"{sel.SELECTION_LABELS[c.selection]}, cut {', '.join(f'{v:.4g}' for v in cut.values)}")
+
+    def passes(events):
+        return cut.passes(score_fn(events), events["recoil_mass_squared"])
+
+    limits = ww.wide_width_limits(samples.masses, resolutions, samples, passes(samples.signal_test),
+                                  passes(samples.background_test), passes(samples.pseudo_data),
                                   config.systematics, a.cl, ww.settings_from_config(c))
     ww.add_coupling_limits(samples.masses, limits)
     console.print(f"wide Z': geometric-mean median expected σ_UL "

@@ -151,9 +151,13 @@ def hypothesis_training_data(samples, training, centres_m2, widths, seed: int, w
 def soft_cut_weights(net, events, cut_logit=0.0, temperature=1.0):
     """Soft pass weight sigmoid((logit − cut_logit) / T) in (0, 1) of the hard cut
     ``logit > cut_logit`` for (N,) or (M, n) feature columns (same shape back).
-    cut_logit = 0, T = 1 is the plain network output."""
+    cut_logit = 0, T = 1 is the plain network output. ``cut_logit`` may also be a
+    function of the events' M²_rec (GeV²), e.g. ``cuts.RegionalCut.logit_at``: a cut
+    that depends on the recoil mass."""
     shape = jnp.shape(events[PUNZI_FEATURES[0]])
     logit = net.logit(_flat(events, PUNZI_FEATURES)).reshape(shape)
+    if callable(cut_logit):
+        cut_logit = cut_logit(events["recoil_mass_squared"])
     return jax.nn.sigmoid((logit - cut_logit) / temperature)
 
 
