@@ -220,9 +220,10 @@ def punzi_loss(net, data, luminosity: float, window: float, temperature: float =
 WINDOW_LOCAL_FROM_MASSES = 16
 """From this many training masses on, (d)'s loss builds its background templates
 window-local (``limit_loss(window_local=True)``, the same numbers to round-off): the dense
-histograms cost training masses × window events. One loss and gradient, measured
-2026-12-04: full config 8 masses 0.27 s dense / 0.45 s window-local, 32 masses 5.3 / 2.0 s;
-quick 5 masses 0.047 / 0.040 s, 16 masses 0.33 / 0.10 s."""
+histograms cost training masses × window events. One loss and gradient
+(``benchmarks/bench_limit_loss.py``, 2026-12-05, 2 shared cores): full config 8 masses
+0.44 s dense / 0.73 s window-local, 32 masses 5.2 / 1.5 s; quick 5 masses 0.078 / 0.072 s,
+16 masses 0.61 / 0.14 s."""
 
 
 def limit_loss(net, data, *, theta_edges, n_window, systematics, luminosity_uncertainty, cl,
