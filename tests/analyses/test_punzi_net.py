@@ -147,6 +147,22 @@ def test_punzi_loss_is_the_mean_log_of_hard_cut_s_min_for_decisive_scores(pretra
     assert jnp.isfinite(jax.grad(lambda n: sel.punzi_loss(n, data, 79.7, 2.0))(net).layers[0].weight).all()
 
 
+def test_window_local_punzi_loss_equals_the_dense_one(pretrained):
+    """Cumulative sums at the window edges give the dense window sums: the loss to
+    round-off and its gradient too, with the events in any order."""
+    data, net = pretrained
+    shuffled = np.random.default_rng(3).permutation(np.asarray(data["window_background"]["weight"]).size)
+    data = {**data, "window_background": {k: v[shuffled] for k, v in data["window_background"].items()}}
+
+    def loss_and_grad(window_local):
+        return jax.value_and_grad(lambda n: sel.punzi_loss(n, data, 79.7, 2.0, window_local=window_local))(net)
+
+    (dense, g_dense), (local, g_local) = loss_and_grad(False), loss_and_grad(True)
+    assert float(local) == pytest.approx(float(dense), rel=1e-12)
+    for a, b in zip(jax.tree_util.tree_leaves(g_dense), jax.tree_util.tree_leaves(g_local)):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-9, atol=1e-12 * np.abs(a).max())
+
+
 def test_punzi_loss_with_a_cut_logit_is_the_loss_of_the_network_shifted_by_it(pretrained):
     """``cut_logit`` c moves the soft cut to logit c: the same loss as the network
     whose output bias is lowered by c with the cut at 0 (``[training] punzi_cut``)."""

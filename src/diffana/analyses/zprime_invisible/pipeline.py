@@ -218,7 +218,8 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
 
     punzi_cut_logit = soft_cut_logit(tr.punzi_cut)
     net_punzi, histories["punzi_net"] = sel.fit_network(
-        lambda n, d: sel.punzi_loss(n, d, samples.luminosity, tr.punzi_window, tr.punzi_temperature, punzi_cut_logit),
+        lambda n, d: sel.punzi_loss(n, d, samples.luminosity, tr.punzi_window, tr.punzi_temperature, punzi_cut_logit,
+                                    window_local=tr.n_masses >= sel.WINDOW_LOCAL_FROM_MASSES),
         net_bce, data, tr.punzi_steps, tr.learning_rate, seed)
     timings["train_punzi_net"] = time.perf_counter() - t0
     evaluate_selection("punzi_net", lambda ev: sel.network_scores(net_punzi, ev))
