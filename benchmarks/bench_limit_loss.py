@@ -8,6 +8,7 @@ cumulative sums at the window edges), in the same run on the same synthetic even
     python benchmarks/bench_limit_loss.py                     # full config: 8 and 32 training masses
     python benchmarks/bench_limit_loss.py --quick             # quick config: 5 and 16 training masses
     python benchmarks/bench_limit_loss.py --masses 16 --window-events 900000
+    python benchmarks/bench_limit_loss.py --loss punzi        # (c)'s Punzi loss, the same way
 
 The loss is built as the pipeline builds it (``pipeline.run_analysis``, step 3): the
 training masses spread over the config's scan by ``training.hypothesis_spacing``, their
@@ -101,7 +102,8 @@ def synthetic_events(centres, widths, half_width, n_background, n_signal, lumino
     return background, signal
 
 
-def run_case(config, quick: bool, n_masses: int, n_window_events: int, repeat: int, seed: int) -> None:
+def run_case(config, quick: bool, n_masses: int, n_window_events: int, repeat: int, seed: int,
+             loss_name: str = "limit") -> None:
     a, t_cfg, tr, sy = config.analysis, config.templates, config.training, config.systematics
     masses = samples.mass_hypotheses(a.mass_min, a.mass_max, a.mass_step, a.n_masses, a.resolution)
     centres_all = masses**2
@@ -125,6 +127,9 @@ def run_case(config, quick: bool, n_masses: int, n_window_events: int, repeat: i
 
     def value_and_grad(window_local: bool):
         def loss(n):
+            if loss_name == "punzi":
+                return selections.punzi_loss(n, data, a.luminosity, tr.punzi_window, tr.punzi_temperature,
+                                             cut_logit, window_local=window_local)
             return selections.limit_loss(n, data, theta_edges=edges, n_window=n_window, systematics=sy,
                                          luminosity_uncertainty=sy.luminosity, cl=a.cl, cut_logit=cut_logit,
                                          temperature=tr.limit_temperature, window_local=window_local)
@@ -134,7 +139,7 @@ def run_case(config, quick: bool, n_masses: int, n_window_events: int, repeat: i
 
     n_events = data["window_background"]["weight"].shape[0]
     theta_bins = ",".join(str(int(k)) for k in (np.diff(edges, axis=1) > 0).sum(axis=1))
-    print(f"{'quick' if quick else 'full'} config, {n_masses} training masses "
+    print(f"{loss_name} loss, {'quick' if quick else 'full'} config, {n_masses} training masses "
           f"({masses[rows][0]:.2f}–{masses[rows][-1]:.2f} GeV, θ bins {theta_bins}), "
           f"{n_events} window background events, {n_signal} signal events per mass")
     dense_first, dense_run, (dense_value, dense_grad) = timed(value_and_grad(False), repeat)
@@ -156,6 +161,8 @@ def main() -> None:
     parser.add_argument("--masses", type=int, nargs="+", help="training masses per case (default 8 32; quick 5 16)")
     parser.add_argument("--window-events", type=int, nargs="+",
                         help="window background events per case (default: the shipped samples' count, docstring)")
+    parser.add_argument("--loss", choices=("limit", "punzi"), default="limit",
+                        help="(d)'s limit_loss (default) or (c)'s punzi_loss (window sums instead of templates)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
@@ -171,7 +178,7 @@ def main() -> None:
             parser.error(f"no default window-event count for {unknown} masses: give --window-events")
         counts = [WINDOW_EVENTS[(args.quick, m)] for m in masses]
     for n_masses, n_events in zip(masses, counts):
-        run_case(config, args.quick, n_masses, n_events, args.repeat, args.seed)
+        run_case(config, args.quick, n_masses, n_events, args.repeat, args.seed, args.loss)
 
 
 if __name__ == "__main__":
