@@ -154,8 +154,8 @@ def test_window_local_punzi_loss_equals_the_dense_one(pretrained):
     shuffled = np.random.default_rng(3).permutation(np.asarray(data["window_background"]["weight"]).size)
     data = {**data, "window_background": {k: v[shuffled] for k, v in data["window_background"].items()}}
 
-    def loss_and_grad(window_local):
-        return jax.value_and_grad(lambda n: sel.punzi_loss(n, data, 79.7, 2.0, window_local=window_local))(net)
+    def loss_and_grad(window_local):  # jitted, as fit_network's training step
+        return jax.jit(jax.value_and_grad(lambda n: sel.punzi_loss(n, data, 79.7, 2.0, window_local=window_local)))(net)
 
     (dense, g_dense), (local, g_local) = loss_and_grad(False), loss_and_grad(True)
     assert float(local) == pytest.approx(float(dense), rel=1e-12)

@@ -201,7 +201,8 @@ def punzi_window_yields(s_sel, b_sel, data, luminosity: float, window: float, wi
     b_m2 = data["window_background"]["recoil_mass_squared"]
     b_weight = data["window_background"]["weight"] * b_sel
     if window_local:
-        return efficiency, window_local_window_sums(b_m2, b_weight, centres, window * widths)
+        # the window edges in numpy: jnp arithmetic on them would be traced under jit
+        return efficiency, window_local_window_sums(b_m2, b_weight, centres, window * np.asarray(widths))
     b_in = jnp.abs(b_m2[None, :] - centres[:, None]) < window * widths[:, None]
     background = (b_in * b_weight[None, :]).sum(axis=1)
     return efficiency, background
