@@ -445,6 +445,7 @@ def test_regional_cut_takes_each_events_region_from_its_own_m2():
     np.testing.assert_array_equal(cut.at(m2), [0.2, 0.2, 0.5, 0.5, 0.8, 0.8])
     np.testing.assert_array_equal(cut.passes(np.full(6, 0.6), m2), [True, True, True, True, False, False])
     np.testing.assert_allclose(cut.logit_at(m2[:1]), np.log(0.2 / 0.8), rtol=1e-14)
+    assert cut.label() == "0.2, 0.5, 0.8"
     single = cuts.RegionalCut.single(0.4)
     assert single.values.tolist() == [0.4] and np.all(np.asarray(single.at(m2)) == 0.4)
 
@@ -453,12 +454,15 @@ def test_region_cut_hypotheses_spread_the_cut_masses_over_every_region():
     masses = np.linspace(0.1, 8.5, 100)
     regions = cuts.hypothesis_regions(masses, [1.0, 6.0])
     assert regions[masses < 1.0].max() == 0 and set(regions[(masses >= 1.0) & (masses < 6.0)]) == {1}
-    rows = cuts.region_cut_hypotheses(regions, 3, 16)
+    by_region = cuts.region_rows(masses, [1.0, 6.0])
+    for r, inside in enumerate(by_region):
+        np.testing.assert_array_equal(inside, np.flatnonzero(regions == r))
+    rows = cuts.region_cut_hypotheses(by_region, 16)
     assert [r.size for r in rows] == [6, 6, 6]  # ⌈16 / 3⌉ each
     for r, picked in enumerate(rows):
         inside = np.flatnonzero(regions == r)
         assert picked[0] == inside[0] and picked[-1] == inside[-1] and np.all(regions[picked] == r)
     with pytest.raises(ValueError, match="cut region 1 holds no mass hypothesis"):
-        cuts.region_cut_hypotheses(cuts.hypothesis_regions(masses, [5.0, 5.01]), 3, 16)
-    one = cuts.region_cut_hypotheses(np.zeros(100, int), 1, 16)
+        cuts.region_rows(masses, [5.0, 5.01])
+    one = cuts.region_cut_hypotheses(cuts.region_rows(masses, []), 16)
     np.testing.assert_array_equal(one[0], cuts.cut_hypotheses(100, 16))

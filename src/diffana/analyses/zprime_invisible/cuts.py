@@ -287,6 +287,10 @@ class RegionalCut(NamedTuple):
         """The cut value at M²_rec ``m2`` (GeV², any shape; numpy or JAX)."""
         return jnp.asarray(self.values)[jnp.searchsorted(jnp.asarray(self.region_edges_m2), m2, side="right")]
 
+    def label(self) -> str:
+        """The cut value(s) for a log line, one per region."""
+        return ", ".join(f"{v:.4g}" for v in self.values)
+
     def passes(self, score, m2) -> np.ndarray:
         """Hard pass mask of events with ``score`` and M²_rec ``m2`` (same shape)."""
         return np.asarray(score) > np.asarray(self.at(np.asarray(m2)))
@@ -304,20 +308,25 @@ def hypothesis_regions(masses, region_masses) -> np.ndarray:
     return np.searchsorted(np.asarray(region_masses, float), np.asarray(masses, float), side="right")
 
 
-def region_cut_hypotheses(regions, n_regions: int, n_cut: int) -> list[np.ndarray]:
-    """Per region (``regions``: (M,) from :func:`hypothesis_regions`, ``n_regions`` of them), the scan indices of
+def region_rows(masses, region_masses) -> list[np.ndarray]:
+    """Per mass region (``region_masses``: R − 1 edges, GeV), the scan indices of its
+    hypotheses (``masses`` in GeV, :func:`hypothesis_regions`). Raises ``ValueError``
+    naming an empty region."""
+    regions = hypothesis_regions(masses, region_masses)
+    rows = [np.flatnonzero(regions == r) for r in range(len(region_masses) + 1)]
+    for r, inside in enumerate(rows):
+        if inside.size == 0:
+            raise ValueError(f"cut region {r} holds no mass hypothesis of the scan; move [training] cut_region_masses")
+    return rows
+
+
+def region_cut_hypotheses(rows_by_region, n_cut: int) -> list[np.ndarray]:
+    """Per region (``rows_by_region`` from :func:`region_rows`), the scan indices of
     ⌈``n_cut`` / R⌉ of its hypotheses, evenly spread over it in scan index (both ends), so
     that every region's cut is chosen on its own masses and the whole cut scan still fits
-    about ``n_cut`` hypotheses. Raises ``ValueError`` naming an empty region."""
-    regions = np.asarray(regions, int)
-    per_region = int(np.ceil(n_cut / n_regions))
-    out = []
-    for r in range(n_regions):
-        rows = np.flatnonzero(regions == r)
-        if rows.size == 0:
-            raise ValueError(f"cut region {r} holds no mass hypothesis of the scan; move [training] cut_region_masses")
-        out.append(rows[cut_hypotheses(rows.size, per_region)])
-    return out
+    about ``n_cut`` hypotheses."""
+    per_region = int(np.ceil(n_cut / len(rows_by_region)))
+    return [rows[cut_hypotheses(rows.size, per_region)] for rows in rows_by_region]
 
 
 class CutChoiceSample(NamedTuple):

@@ -113,21 +113,21 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     # one cut per mass region (one region unless training.cut_region_masses splits the scan),
     # each chosen on its own hypotheses
     region_edges_m2 = np.asarray(tr.cut_region_masses, float) ** 2
-    regions = cuts.hypothesis_regions(masses, tr.cut_region_masses)
-    region_rows = [np.flatnonzero(regions == r) for r in range(len(tr.cut_region_masses) + 1)]
-    region_cut_rows = cuts.region_cut_hypotheses(regions, len(region_rows), tr.cut_masses)
+    region_rows = cuts.region_rows(masses, tr.cut_region_masses)
+    region_cut_rows = cuts.region_cut_hypotheses(region_rows, tr.cut_masses)
 
     # the cut sample's signal events of every hypothesis in its window: the cut guard counts them
     signal_in_windows = cuts.signal_in_windows(cut_sample.signal["recoil_mass_squared"],
                                                cut_sample.signal["weight"] > 0, centres, widths, n_window)
 
-    def choose_region_cut(rows, cut_rows, score_fn):
+    def choose_region_cut(rows, cut_rows, score_fn, score_background):
         """The hard cut of one selection in one mass region (hypotheses ``rows``): every try
         in one scan over the region's cut hypotheses ``cut_rows``, none so tight that a
-        hypothesis of the region is left with too few signal MC events."""
+        hypothesis of the region is left with too few signal MC events. ``score_background``:
+        the selection's score of the cut sample's background (scored once for all regions)."""
         signal_cut = _rows(cut_sample.signal, cut_rows)
         valid = signal_cut["weight"] > 0
-        score_signal_cut, score_background = score_fn(signal_cut), score_fn(cut_sample.background)
+        score_signal_cut = score_fn(signal_cut)
         guard = cuts.guard_ceiling(cuts.signal_guard_scores(score_fn(_rows(cut_sample.signal, rows)),
                                                             signal_in_windows[rows], tr.cut_min_signal_events),
                                    cuts.spared_hypotheses(rows.size, tr.cut_guard_spared_fraction))
@@ -174,7 +174,8 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     def evaluate_selection(name, score_fn):
         score_functions[name] = score_fn
         t0 = time.perf_counter()
-        scans, choices = zip(*(choose_region_cut(rows, cut_rows, score_fn)
+        score_background = score_fn(cut_sample.background)
+        scans, choices = zip(*(choose_region_cut(rows, cut_rows, score_fn, score_background)
                                for rows, cut_rows in zip(region_rows, region_cut_rows)))
         cut = chosen_cuts[name] = cuts.RegionalCut(region_edges_m2, np.array([scan.best for scan in scans]))
         cut_scans[name] = [np.stack([scan.thresholds, scan.objective]) for scan in scans]
@@ -188,7 +189,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
         timings[f"limits_{name}"], timings[f"significance_{name}"] = scan_times["limits"], scan_times["significance"]
         timings[f"evaluate_{name}"] = time.perf_counter() - t0
         with_limit = outputs.has_limit(limits[name])
-        console.print(f"{sel.SELECTION_LABELS[name]}: cut {', '.join(f'{v:.4g}' for v in cut.values)}, mean expected σ_UL "
+        console.print(f"{sel.SELECTION_LABELS[name]}: cut {cut.label()}, mean expected σ_UL "
                       f"{np.exp(np.mean(np.log(limits[name]['expected'][with_limit, 2]))):.4g} fb over the "
                       f"{int(with_limit.sum())}/{masses.size} hypotheses with a limit")
 
@@ -308,7 +309,7 @@ def _wide_width_limits(config: Config, samples: AnalysisSamples, resolutions, sc
 
     c, a = config.wide_width, config.analysis
     console.print(f"[bold]wide Z' (Γ = {c.relative_width:g}·M)[/bold]: 1D fits with "
-                  f"{sel.SELECTION_LABELS[c.selection]}, cut {', '.join(f'{v:.4g}' for v in cut.values)}")
+                  f"{sel.SELECTION_LABELS[c.selection]}, cut {cut.label()}")
 
     def passes(events):
         return cut.passes(score_fn(events), events["recoil_mass_squared"])
