@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import jax
 import numpy as np
@@ -29,16 +28,9 @@ import numpy as np
 import diffana  # noqa: F401  (float64)
 from diffana.physics import generate, simulate
 
+from _timing import best_seconds, wall_seconds  # benchmarks/_timing.py (run as a script: its folder is on sys.path)
+
 TARGET = 1e6  # background events per second (issue #4)
-
-
-def best_time(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(function())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv=None):
@@ -59,22 +51,20 @@ def main(argv=None):
     total_events, total_time, total_generate_time = 0, 0.0, 0.0
     for process in ("mumu", "tautau", "eemumu"):
         key = jax.random.key(0, impl="rbg")
-        start = time.perf_counter()
-        jax.block_until_ready(simulate(key, process, args.events))
-        compile_s = time.perf_counter() - start
+        compile_s, _ = wall_seconds(lambda: simulate(key, process, args.events))
         keys = [jax.random.fold_in(key, i) for i in range(args.calls)]
-        jit_s = best_time(lambda: [simulate(k, process, args.events) for k in keys], args.repeats)
+        jit_s = best_seconds(lambda: [simulate(k, process, args.events) for k in keys], args.repeats)
         jit_rate = args.calls * args.events / jit_s
         total_events += args.calls * args.events
         total_time += jit_s
         generate(process, n_events=args.events)  # compiles generate's own call signature
-        generate_s = best_time(lambda: generate(process, n_events=args.calls * args.events), args.repeats)
+        generate_s = best_seconds(lambda: generate(process, n_events=args.calls * args.events), args.repeats)
         generate_rate = args.calls * args.events / generate_s
         total_generate_time += generate_s
 
         small = simulate(key, process, args.eager_events)
         with jax.disable_jit():
-            eager_s = best_time(lambda: simulate(key, process, args.eager_events), 1)
+            eager_s = best_seconds(lambda: simulate(key, process, args.eager_events), 1)
             eager = simulate(key, process, args.eager_events)
         eager_rate = args.eager_events / eager_s
         a = np.asarray(small["recoil_mass_squared"])

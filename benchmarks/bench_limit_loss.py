@@ -49,7 +49,6 @@ entry / largest |dense gradient entry|).
 from __future__ import annotations
 
 import argparse
-import time
 
 import equinox as eqx
 import jax
@@ -62,24 +61,13 @@ from diffana.analyses.zprime_invisible.config import load_config
 from diffana.analyses.zprime_invisible.cuts import spread_hypotheses
 from diffana.analyses.zprime_invisible.names import PUNZI_FEATURES
 
+from _timing import first_and_best  # benchmarks/_timing.py (run as a script: its folder is on sys.path)
+
 CONFIG = "belle2_2019_2020"
 WINDOW_EVENTS = {(False, 8): 467_000, (False, 32): 1_364_000, (True, 5): 139_000, (True, 16): 298_000}
 """(quick, training masses) → training-half background events in the training windows (module docstring)."""
 PROCESS_SHARES = (0.13, 0.29, 0.58)
 """MC-event shares of μμ(γ) (process 1), ττ (2), eeμμ (3) in the shipped samples."""
-
-
-def timed(function, repeat: int):
-    """(first call s, best later call s, result) of ``function()``."""
-    t0 = time.perf_counter()
-    result = jax.block_until_ready(function())
-    first = time.perf_counter() - t0
-    later = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        jax.block_until_ready(function())
-        later.append(time.perf_counter() - t0)
-    return first, min(later), result
 
 
 def synthetic_events(centres, widths, half_width, n_background, n_signal, luminosity, rng):
@@ -142,16 +130,18 @@ def run_case(config, quick: bool, n_masses: int, n_window_events: int, repeat: i
     print(f"{loss_name} loss, {'quick' if quick else 'full'} config, {n_masses} training masses "
           f"({masses[rows][0]:.2f}–{masses[rows][-1]:.2f} GeV, θ bins {theta_bins}), "
           f"{n_events} window background events, {n_signal} signal events per mass")
-    dense_first, dense_run, (dense_value, dense_grad) = timed(value_and_grad(False), repeat)
-    print(f"  dense (peer):  first call {dense_first:.2f} s (compile + run), run {dense_run:.3f} s")
-    local_first, local_run, (local_value, local_grad) = timed(value_and_grad(True), repeat)
-    print(f"  window-local:  first call {local_first:.2f} s (compile + run), run {local_run:.3f} s")
+    dense = first_and_best(value_and_grad(False), repeat)
+    print(f"  dense (peer):  first call {dense.first_s:.2f} s (compile + run), run {dense.best_s:.3f} s")
+    local = first_and_best(value_and_grad(True), repeat)
+    print(f"  window-local:  first call {local.first_s:.2f} s (compile + run), run {local.best_s:.3f} s")
+    dense_value, dense_grad = dense.result
+    local_value, local_grad = local.result
     dense_leaves = [np.asarray(g) for g in jax.tree_util.tree_leaves(eqx.filter(dense_grad, eqx.is_inexact_array))]
     local_leaves = [np.asarray(g) for g in jax.tree_util.tree_leaves(eqx.filter(local_grad, eqx.is_inexact_array))]
     grad_diff = max(np.max(np.abs(g - d)) for g, d in zip(local_leaves, dense_leaves))
     grad_scale = max(np.max(np.abs(d)) for d in dense_leaves)
     value_diff = abs(float(local_value) - float(dense_value)) / abs(float(dense_value))
-    print(f"  ratio dense / window-local (run): {dense_run / local_run:.2f}×; loss {float(dense_value):.6f}, "
+    print(f"  ratio dense / window-local (run): {dense.best_s / local.best_s:.2f}×; loss {float(dense_value):.6f}, "
           f"relative difference {value_diff:.1e}; gradient max|Δ| / max|g| {grad_diff / grad_scale:.1e}")
 
 

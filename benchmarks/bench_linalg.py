@@ -17,7 +17,6 @@ largest relative difference of the solutions.
 from __future__ import annotations
 
 import argparse
-import time
 
 import jax
 import jax.numpy as jnp
@@ -27,15 +26,7 @@ jax.config.update("jax_enable_x64", True)
 
 from diffana.infer import linalg  # noqa: E402
 
-
-def best_time(function, *args, repeats: int) -> float:
-    jax.block_until_ready(function(*args))  # compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(function(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
+from _timing import first_and_best  # noqa: E402  (benchmarks/_timing.py; run as a script: its folder is on sys.path)
 
 
 def main():
@@ -56,8 +47,8 @@ def main():
         return -jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(h), True), g)
 
     theirs = jax.jit(jax.vmap(lapack))
-    t_ours = best_time(ours, hessians, gradients, repeats=args.repeats)
-    t_theirs = best_time(theirs, hessians, gradients, repeats=args.repeats)
+    t_ours = first_and_best(lambda: ours(hessians, gradients), args.repeats).best_s  # first call compiles
+    t_theirs = first_and_best(lambda: theirs(hessians, gradients), args.repeats).best_s
     x_ours, x_theirs = np.asarray(ours(hessians, gradients)), np.asarray(theirs(hessians, gradients))
     difference = np.max(np.abs(x_ours - x_theirs) / np.max(np.abs(x_theirs), axis=1, keepdims=True))
 

@@ -15,7 +15,6 @@ only) of each, their ratio, and the largest relative bin difference.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
@@ -23,18 +22,7 @@ import diffana  # noqa: F401  (float64)
 from diffana.analyses.zprime_invisible import samples, templates
 from diffana.analyses.zprime_invisible.config import load_config
 
-
-def timed(function, repeat: int) -> tuple[float, float, np.ndarray]:
-    """(first call s, best later call s, result) of ``function()``."""
-    t0 = time.perf_counter()
-    result = np.asarray(function())
-    first = time.perf_counter() - t0
-    later = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        np.asarray(function())
-        later.append(time.perf_counter() - t0)
-    return first, min(later), result
+from _timing import first_and_best  # benchmarks/_timing.py (run as a script: its folder is on sys.path)
 
 
 def main() -> None:
@@ -60,14 +48,15 @@ def main() -> None:
     def dense():
         return templates.shared_event_histograms(centres, widths, m2, theta, weight, edges, n_window)
 
-    local_first, local_run, local_h = timed(local, args.repeat)
-    dense_first, dense_run, dense_h = timed(dense, args.repeat)
+    local_timing = first_and_best(local, args.repeat)
+    dense_timing = first_and_best(dense, args.repeat)
+    local_h, dense_h = np.asarray(local_timing.result), np.asarray(dense_timing.result)
     filled = dense_h != 0
     worst = np.max(np.abs(local_h - dense_h)[filled] / np.abs(dense_h[filled]))
     print(f"{masses.size} windows × {dense_h.shape[1]} bins (padded), {args.events} events")
-    print(f"window-local: first call {local_first:.2f} s (compile + run), run {local_run:.2f} s")
-    print(f"dense (peer): first call {dense_first:.2f} s (compile + run), run {dense_run:.2f} s")
-    print(f"ratio dense / window-local (run): {dense_run / local_run:.1f}×; "
+    print(f"window-local: first call {local_timing.first_s:.2f} s (compile + run), run {local_timing.best_s:.2f} s")
+    print(f"dense (peer): first call {dense_timing.first_s:.2f} s (compile + run), run {dense_timing.best_s:.2f} s")
+    print(f"ratio dense / window-local (run): {dense_timing.best_s / local_timing.best_s:.1f}×; "
           f"largest relative bin difference {worst:.1e}")
 
 
