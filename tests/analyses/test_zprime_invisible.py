@@ -3,6 +3,7 @@ model, selections' losses, tables; a tiny end-to-end run (slow)."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import subprocess
@@ -549,6 +550,36 @@ def test_summary_compares_on_masses_where_every_selection_has_a_limit():
     assert s["cut_based"]["no_limit"] == 0
     assert s["end_to_end"]["mean_ratio_to_cut_based"] == pytest.approx(0.5)
     assert s["end_to_end"]["mean_expected_limit_fb"] == pytest.approx(0.5 * 3.0)
+
+
+def test_tables_and_plots_mark_a_hypothesis_without_a_limit(tmp_path):
+    """A hypothesis whose cut left no signal has no limit: its row says so
+    (``has_limit`` False) and the plots leave a gap instead of the fitter's ~10³⁷ fb."""
+    from types import SimpleNamespace
+
+    from diffana.analyses.zprime_invisible import plots
+
+    result = _FakeResult()
+    end_to_end = result.limits["end_to_end"]
+    end_to_end["signal_efficiency"][2], end_to_end["converged"][2], end_to_end["expected"][2] = 0.0, False, 1e37
+    outputs.add_coupling_limits(result)
+    result.summary = outputs.summary(result)
+    outputs.write_tables(result, tmp_path, SimpleNamespace(to_dict=dict), seed=1)
+    with open(tmp_path / "limits.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    flags = {(r["selection"], float(r["mass_GeV"])): r["has_limit"] for r in rows}
+    assert flags[("end_to_end", 5.0)] == "False"
+    assert sum(flag == "False" for flag in flags.values()) == 1
+    shown = plots.only_with_limit(end_to_end, end_to_end["expected"])
+    assert np.isnan(shown[2]).all() and np.array_equal(shown[:2], end_to_end["expected"][:2])
+    assert np.isnan(plots.only_with_limit(end_to_end, end_to_end["g_expected_vanilla"])[2])
+    # limits.json's rows give back the pipeline's arrays (scripts/zprime_replot.py redraws from them)
+    masses, limits = outputs.limits_from_rows(json.loads((tmp_path / "limits.json").read_text())["rows"])
+    assert np.array_equal(masses, result.masses) and list(limits) == list(result.limits)
+    for name, lim in limits.items():
+        for key in ("observed", "expected", "converged", "signal_efficiency", "g_vanilla", "g_expected_vanilla"):
+            assert np.array_equal(lim[key], result.limits[name][key]), (name, key)
+    assert outputs.has_limit(limits["end_to_end"]).tolist() == [True, True, False]
 
 
 # ------------------------------------------------------------------------------- slow

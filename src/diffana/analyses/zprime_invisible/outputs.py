@@ -132,6 +132,7 @@ def write_tables(result, output: Path, config, seed: int) -> None:
     """limits.csv, limits.json and limits_hepdata.yaml in ``output``."""
     rows = []
     for name, lim in result.limits.items():
+        limit_found = has_limit(lim)
         for k, mass in enumerate(result.masses):
             row = {"selection": name, "mass_GeV": float(mass), "observed_fb": float(lim["observed"][k])}
             row.update({f"{b}_fb": float(lim["expected"][k, i]) for i, b in enumerate(BAND_NAMES)})
@@ -139,7 +140,10 @@ def write_tables(result, output: Path, config, seed: int) -> None:
                         "g_expected_vanilla": float(lim["g_expected_vanilla"][k]),
                         "g_expected_invisible": float(lim["g_expected_invisible"][k]),
                         "signal_efficiency": float(lim["signal_efficiency"][k]),
-                        "background_events": float(lim["background"][k]), "converged": bool(lim["converged"][k])})
+                        "background_events": float(lim["background"][k]), "converged": bool(lim["converged"][k]),
+                        # False: no limit here (fit not converged, or no signal left after the cut, when the
+                        # σ columns hold the fitter's bound, ~10³⁷ fb, not a limit); never quote such a row
+                        "has_limit": bool(limit_found[k])})
             if "background_mc_n_eff" in lim:
                 row["background_mc_n_eff"] = float(lim["background_mc_n_eff"][k])
             if "local_significance" in lim:
@@ -154,6 +158,33 @@ def write_tables(result, output: Path, config, seed: int) -> None:
                 "histories": {k: h.to_dict() for k, h in result.histories.items()}}
     (output / "limits.json").write_text(json.dumps(document, indent=1, default=str))
     (output / "limits_hepdata.yaml").write_text(hepdata_yaml(result))
+
+
+ROW_TO_LIMIT_KEY = {"observed_fb": "observed", "g_observed_vanilla": "g_vanilla", "g_observed_invisible": "g_invisible",
+                    "g_expected_vanilla": "g_expected_vanilla", "g_expected_invisible": "g_expected_invisible",
+                    "signal_efficiency": "signal_efficiency", "background_events": "background",
+                    "converged": "converged"}
+"""Per-hypothesis columns of ``limits.csv`` / ``limits.json`` rows and the key of the
+pipeline's ``limits[selection]`` dict they come from (the bands: :data:`BAND_NAMES`)."""
+
+
+def limits_from_rows(rows) -> tuple[np.ndarray, dict]:
+    """(masses in GeV, ``limits[selection]``) rebuilt from the rows :func:`write_tables`
+    wrote (``limits.json``'s ``rows``): per selection (M,) arrays under the pipeline's
+    keys and ``expected`` (M, 5) σ_UL in fb (−2σ … +2σ), masses in the rows' order."""
+    by_selection: dict[str, list] = {}
+    for row in rows:
+        by_selection.setdefault(row["selection"], []).append(row)
+    masses = np.array([row["mass_GeV"] for row in next(iter(by_selection.values()))], float)
+    limits = {}
+    for name, selection_rows in by_selection.items():
+        if not np.array_equal([row["mass_GeV"] for row in selection_rows], masses):
+            raise ValueError(f"rows of selection {name!r} are not at the same masses as the first selection's")
+        lim = {key: np.array([row[column] for row in selection_rows]) for column, key in ROW_TO_LIMIT_KEY.items()}
+        lim["converged"] = lim["converged"].astype(bool)
+        lim["expected"] = np.array([[row[f"{b}_fb"] for b in BAND_NAMES] for row in selection_rows], float)
+        limits[name] = lim
+    return masses, limits
 
 
 def hepdata_yaml(result) -> str:

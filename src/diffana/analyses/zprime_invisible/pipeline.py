@@ -259,7 +259,7 @@ def run_analysis(config: Config, output: str | os.PathLike, seed: int = 1, conso
     if make_plots:
         from diffana.analyses.zprime_invisible import plots
 
-        plots.make_all(result, samples, limits, output, edges, n_window)
+        plots.make_all(result, samples, limits, output)
         if wide:
             from diffana.analyses.zprime_invisible import wide_width as ww
 

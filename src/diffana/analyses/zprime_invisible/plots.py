@@ -8,6 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from diffana import plot
+from diffana.analyses.zprime_invisible.outputs import has_limit
 from diffana.analyses.zprime_invisible.selections import SELECTION_LABELS
 
 
@@ -21,33 +22,66 @@ def _style():
         pass
 
 
-def make_all(result, samples, limits, output: Path, theta_edges, n_window) -> list[Path]:
+def only_with_limit(lim, values) -> np.ndarray:
+    """``values`` ((M,) or (M, k) per hypothesis) with NaN where the selection has no limit
+    (:func:`outputs.has_limit`): matplotlib leaves a gap there instead of drawing the
+    fitter's bound (~10³⁷ fb when no signal is left), which would set the axis range."""
+    values = np.asarray(values, float)
+    mask = has_limit(lim).reshape((-1,) + (1,) * (values.ndim - 1))
+    return np.where(mask, values, np.nan)
+
+
+def make_all(result, samples, limits, output: Path) -> list[Path]:
     """Brazil band (end to end), g' vs M with the (g−2)_μ band, the stacked M²_rec
     spectrum with a signal overlay, the four selections' expected limits with their
     ratio to (a), and the training curves. Returns the written paths."""
+    paths = limit_figures(result.masses, limits, output)
+    paths.append(_save(spectrum_figure(samples, result.masses, limits), output / "zprime_spectrum.png"))
+    paths.append(_save(training_figure(result.histories), output / "zprime_training.png"))
+    return paths
+
+
+def limit_figures(masses, limits, output: Path) -> list[Path]:
+    """The figures drawn from the limits alone (``zprime_brazil.png``,
+    ``zprime_coupling.png``, ``zprime_selections.png``); ``limits[selection]`` as the
+    pipeline keeps them (``scripts/zprime_replot.py`` rebuilds them from ``limits.json``)."""
+    return [_save(brazil_figure(masses, limits[BEST]), output / "zprime_brazil.png"),
+            _save(coupling_figure(masses, limits), output / "zprime_coupling.png"),
+            _save(selections_figure(masses, limits), output / "zprime_selections.png")]
+
+
+BEST = "end_to_end"
+"""The selection whose observed limits and bands the figures show."""
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def brazil_figure(masses, lim):
+    """Observed and expected σ_UL (fb) with the ±1σ/±2σ bands of one selection."""
+    _style()
+    fig, ax = plt.subplots()
+    plot.brazil_band(masses, only_with_limit(lim, lim["expected"]), only_with_limit(lim, lim["observed"]), ax=ax,
+                     ylabel="90% CL σ_UL (fb)")
+    ax.set_title(SELECTION_LABELS[BEST], fontsize=11)
+    return fig
+
+
+def coupling_figure(masses, limits):
+    """g'_UL against M_Z': every selection's expected (vanilla Lμ−Lτ), (d)'s observed
+    (vanilla and fully invisible), and the (g−2)_μ ±2σ band."""
     from diffana.physics.theory import g_minus_2_band
 
     _style()
-    masses, paths = result.masses, []
-
-    def save(fig, name):
-        path = output / name
-        fig.tight_layout()
-        fig.savefig(path, dpi=80)
-        plt.close(fig)
-        paths.append(path)
-
-    best = "end_to_end"
-    fig, ax = plt.subplots()
-    plot.brazil_band(masses, limits[best]["expected"], limits[best]["observed"], ax=ax, ylabel="90% CL σ_UL (fb)")
-    ax.set_title(SELECTION_LABELS[best], fontsize=11)
-    save(fig, "zprime_brazil.png")
-
     fig, ax = plt.subplots()
     for name, lim in limits.items():
-        ax.plot(masses, lim["g_expected_vanilla"], label=f"{SELECTION_LABELS[name]} (exp.)")
-    ax.plot(masses, limits[best]["g_vanilla"], "k-", label="observed, (d)")
-    ax.plot(masses, limits[best]["g_invisible"], "k:", label="observed, (d), B(inv)=1")
+        ax.plot(masses, only_with_limit(lim, lim["g_expected_vanilla"]), label=f"{SELECTION_LABELS[name]} (exp.)")
+    ax.plot(masses, only_with_limit(limits[BEST], limits[BEST]["g_vanilla"]), "k-", label="observed, (d)")
+    ax.plot(masses, only_with_limit(limits[BEST], limits[BEST]["g_invisible"]), "k:", label="observed, (d), B(inv)=1")
     grid = np.linspace(masses[0], masses[-1], 200)
     low, high = (np.asarray(x) for x in g_minus_2_band(grid))
     ax.fill_between(grid, low, high, color="tab:green", alpha=0.3, label="(g−2)_μ ±2σ")
@@ -55,9 +89,13 @@ def make_all(result, samples, limits, output: Path, theta_edges, n_window) -> li
     ax.set_xlabel("M_Z' (GeV)")
     ax.set_ylabel("90% CL g'_UL")
     ax.legend(frameon=False, fontsize="x-small")
-    save(fig, "zprime_coupling.png")
+    return fig
 
-    # stacked spectrum after preselection (held-out half), full M2 range
+
+def spectrum_figure(samples, masses, limits):
+    """Stacked M²_rec spectrum of the held-out background after preselection, with the
+    signal at the hypothesis nearest 4 GeV overlaid at 10× (a)'s median expected limit."""
+    _style()
     bg = samples.background_test
     edges = np.linspace(-1.0, 75.0, 77)
     names = {1: "μμ(γ)", 2: "ττ(γ)", 3: "eeμμ"}
@@ -71,13 +109,18 @@ def make_all(result, samples, limits, output: Path, theta_edges, n_window) -> li
     fig, ax = plt.subplots()
     plot.stacked_histogram(edges, stacks, overlay, ax=ax, logy=True)
     ax.set_title("after preselection", fontsize=11)
-    save(fig, "zprime_spectrum.png")
+    return fig
 
+
+def selections_figure(masses, limits):
+    """The four selections' median expected σ_UL (fb) and their ratio to (a)."""
+    _style()
     fig, (ax, ax_ratio) = plt.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 1]}, figsize=(6, 6))
-    ref = limits["cut_based"]["expected"][:, 2]
+    ref = only_with_limit(limits["cut_based"], limits["cut_based"]["expected"][:, 2])
     for name, lim in limits.items():
-        ax.plot(masses, lim["expected"][:, 2], marker=".", label=SELECTION_LABELS[name])
-        ax_ratio.plot(masses, lim["expected"][:, 2] / ref, marker=".")
+        expected = only_with_limit(lim, lim["expected"][:, 2])
+        ax.plot(masses, expected, marker=".", label=SELECTION_LABELS[name])
+        ax_ratio.plot(masses, expected / ref, marker=".")
     ax.set_yscale("log")
     ax.set_ylabel("median expected σ_UL (fb)")
     ax.legend(frameon=False, fontsize="x-small")
@@ -85,10 +128,13 @@ def make_all(result, samples, limits, output: Path, theta_edges, n_window) -> li
     ax_ratio.set_yscale("log")
     ax_ratio.set_ylabel("ratio to (a)")
     ax_ratio.set_xlabel("M_Z' (GeV)")
-    save(fig, "zprime_selections.png")
+    return fig
 
-    fig, axes = plt.subplots(1, len(result.histories), figsize=(4 * max(1, len(result.histories)), 3.5))
-    for axis, (name, history) in zip(np.atleast_1d(axes), result.histories.items()):
+
+def training_figure(histories):
+    """The training curves of the trained selections, one panel each."""
+    _style()
+    fig, axes = plt.subplots(1, len(histories), figsize=(4 * max(1, len(histories)), 3.5))
+    for axis, (name, history) in zip(np.atleast_1d(axes), histories.items()):
         plot.training_curves({SELECTION_LABELS[name]: history}, ax=axis)
-    save(fig, "zprime_training.png")
-    return paths
+    return fig
