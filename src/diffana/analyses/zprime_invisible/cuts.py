@@ -174,7 +174,8 @@ def guard_ceiling(guard_scores, spared: int = 0) -> GuardCeiling:
 
     Why spare any: one cut serves every mass, and the hypothesis whose window keeps the
     fewest signal events (the top of the scan, 8.50 GeV, in quick seed 1) otherwise
-    holds every other hypothesis' cut back (tutorial §6)."""
+    holds every other hypothesis' cut back (tutorial §5, "The signal guard"; studies log,
+    "Sparing the top of the scan")."""
     guard_scores = np.asarray(guard_scores, float)
     order = np.argsort(guard_scores, kind="stable")
     if spared >= order.size or not np.isfinite(guard_scores[order[spared]]):
@@ -358,7 +359,8 @@ def split_for_cut_choice(samples: AnalysisSamples, fraction: float, seed: int) -
     Why: a cut chosen on the networks' own training events favours the tight cuts
     where the networks learned the events' fluctuations; with the guard of
     :func:`signal_guard_ceiling` the training-half objective falls until the weakest
-    hypothesis is about to lose its signal (tutorial §6). ``fraction`` = 0 keeps the
+    hypothesis is about to lose its signal (studies log, "The cut scan stopped short of the
+    trained cuts"). ``fraction`` = 0 keeps the
     old behaviour: both are the whole training half."""
     if fraction == 0:
         return samples, CutChoiceSample(samples.signal_train, samples.background_train)

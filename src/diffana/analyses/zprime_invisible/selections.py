@@ -13,7 +13,8 @@
     weight is the cut (d) is judged by, softened: sigmoid((logit − logit c_b)/T) at
     (b)'s chosen cut c_b (``[training] limit_cut``, ``limit_temperature``); with the
     plain output sigmoid(logit) (a soft cut at 0, T = 1) the training moved the network
-    away from every good hard cut (docs/tutorial_zprime_invisible.md, §6).
+    away from every good hard cut (docs/zprime_invisible_studies.md, "The four selections
+    over seeds with the background MC at data statistics").
 
 One (not mass-parametrised) network: Punzi-net's recipe uses one network for all
 masses, and sharing the architecture and starting point makes (b)–(d) differ only in
