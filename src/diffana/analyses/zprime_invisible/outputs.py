@@ -36,8 +36,13 @@ def has_limit(lim) -> np.ndarray:
     """(M,) hypotheses where a selection has a limit: its fits converged and its cut
     kept signal (with no signal left the limit is infinite and the fit reports
     unconverged at a huge POI, ~10³⁷ fb)."""
-    expected = lim["expected"][:, 2]
-    return np.asarray(lim["converged"], bool) & (np.asarray(lim["signal_efficiency"]) > 0) & np.isfinite(expected)
+    return limit_found(lim["converged"], lim["signal_efficiency"], lim["expected"][:, 2])
+
+
+def limit_found(converged, signal_efficiency, expected_fb) -> np.ndarray:
+    """:func:`has_limit` from its parts, (M,) each: the fits' convergence flags, the
+    signal efficiency in the window, the median expected σ_UL (fb)."""
+    return np.asarray(converged, bool) & (np.asarray(signal_efficiency) > 0) & np.isfinite(expected_fb)
 
 
 def summary(result) -> dict:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from diffana.analyses.zprime_invisible.names import SELECTION_LABELS, SELECTION_NAMES
+from diffana.analyses.zprime_invisible.outputs import limit_found
 from diffana.errors import ConfigError
 
 
@@ -89,8 +90,7 @@ def read_run(path) -> RunLimits:
         rows = [by_mass[m] for m in masses.tolist()]
         expected[name] = np.array([row["expected_fb"] for row in rows], float)
         efficiency[name] = np.array([row["signal_efficiency"] for row in rows], float)
-        has_limit[name] = np.array([row["converged"] for row in rows], bool) & (efficiency[name] > 0) & np.isfinite(
-            expected[name])
+        has_limit[name] = limit_found([row["converged"] for row in rows], efficiency[name], expected[name])
     if "end_to_end" not in expected:
         raise ConfigError(f"{path} has no end-to-end selection rows")
     return RunLimits(str(path), int(document["seed"]), masses, expected, has_limit, efficiency)
