@@ -11,6 +11,9 @@ from diffana import plot
 from diffana.analyses.zprime_invisible.outputs import has_limit
 from diffana.analyses.zprime_invisible.selections import SELECTION_LABELS
 
+BEST = "end_to_end"
+"""The selection whose observed limits and bands the figures show."""
+
 
 def _style():
     try:
@@ -48,10 +51,6 @@ def limit_figures(masses, limits, output: Path) -> list[Path]:
     return [_save(brazil_figure(masses, limits[BEST]), output / "zprime_brazil.png"),
             _save(coupling_figure(masses, limits), output / "zprime_coupling.png"),
             _save(selections_figure(masses, limits), output / "zprime_selections.png")]
-
-
-BEST = "end_to_end"
-"""The selection whose observed limits and bands the figures show."""
 
 
 def _save(fig, path: Path) -> Path:
